@@ -1,0 +1,1 @@
+"""File formats of the pipeline's interfaces, with input validation."""

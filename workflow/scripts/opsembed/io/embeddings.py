@@ -1,0 +1,57 @@
+"""The embedding file contract: ``results/embeddings/{method}.tsv``.
+
+One row per gene; first column ``gene``, then one numeric column per dimension.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+from .tables import write_table
+
+
+def write_embeddings(path: str | os.PathLike, genes, values: np.ndarray) -> None:
+    """Write a (n_genes, d) float array with gene labels atomically as TSV."""
+    values = np.asarray(values, dtype=np.float64)
+    genes = [str(g) for g in genes]
+    if values.ndim != 2 or values.shape[0] != len(genes):
+        raise ValueError(f"embeddings: {values.shape} values for {len(genes)} genes")
+    df = pd.DataFrame(values, columns=[f"dim_{i}" for i in range(values.shape[1])])
+    df.insert(0, "gene", genes)
+    _check(df, path)
+    write_table(df, path)
+
+
+def read_embeddings(path: str | os.PathLike) -> pd.DataFrame:
+    """Read an embedding TSV, indexed by gene, float64 values.
+
+    Raises InputError naming the file when the first column is not ``gene``, a value is
+    non-numeric or NaN/inf, or a gene appears twice.
+    """
+    if not os.path.exists(path):
+        raise InputError(f"{path}: embedding file not found.")
+    df = pd.read_csv(path, sep="\t")
+    if df.columns[0] != "gene":
+        raise InputError(f"{path}: first column must be 'gene', found {df.columns[0]!r}.")
+    if df.shape[1] < 2:
+        raise InputError(f"{path}: no embedding dimensions after the 'gene' column.")
+    df["gene"] = df["gene"].astype(str)
+    _check(df, path)
+    return df.set_index("gene").astype(np.float64)
+
+
+def _check(df: pd.DataFrame, path) -> None:
+    dup = df["gene"].duplicated()
+    if dup.any():
+        raise InputError(f"{path}: gene {df['gene'][dup].iloc[0]!r} has more than one row "
+                         f"({int(dup.sum())} duplicate row(s)). Average or drop duplicates first.")
+    values = df.iloc[:, 1:].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row, col = map(int, np.argwhere(bad)[0])
+        raise InputError(f"{path}: gene {df['gene'].iloc[row]!r}, column {df.columns[col + 1]!r} "
+                         f"is NaN, infinite or non-numeric ({int(bad.sum())} such value(s)).")

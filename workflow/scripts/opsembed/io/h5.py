@@ -1,0 +1,107 @@
+"""The single-cell HDF5 file (``cells.h5``) and the per-well crop files.
+
+Layout:
+- ``images``: (N, C, S, S) float16, one crop per chunk.
+- ``obs``: per-cell metadata in the same row order, written by pandas (PyTables
+  ``table`` format), so ``pd.read_hdf(path, "obs")`` reads it.
+- root attributes: ``channels``, ``genes`` (sorted vocabulary, controls included),
+  ``controls``, ``crop_size``, ``batch_key`` and whatever else the writer adds
+  (z-score statistics in ``cells.h5``). Lists of strings are stored as string arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Iterable
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from .atomic import atomic_path
+
+
+def write_cells_h5(
+    path: str | os.PathLike,
+    obs: pd.DataFrame,
+    blocks: Iterable[np.ndarray],
+    attrs: dict,
+) -> None:
+    """Write ``obs`` and the crops atomically.
+
+    ``blocks`` yields arrays shaped (n_i, C, S, S) whose n_i sum to ``len(obs)``, in
+    ``obs`` row order; they are cast to float16. Memory is one block at a time.
+    ``attrs`` values may be numbers, strings, lists of strings, arrays or dicts
+    (dicts are stored as JSON strings).
+    """
+    obs = obs.reset_index(drop=True)
+    with atomic_path(path) as tmp:
+        obs.to_hdf(tmp, key="obs", format="table", mode="w", complevel=1)
+        with h5py.File(tmp, "a") as f:
+            dset = None
+            start = 0
+            for block in blocks:
+                block = np.asarray(block, dtype=np.float16)
+                if dset is None:
+                    shape = (len(obs),) + block.shape[1:]
+                    dset = f.create_dataset("images", shape=shape, dtype=np.float16,
+                                            chunks=(1,) + block.shape[1:])
+                dset[start:start + len(block)] = block
+                start += len(block)
+            if dset is None:
+                raise ValueError("write_cells_h5: no image blocks given")
+            if start != len(obs):
+                raise ValueError(f"write_cells_h5: {start} crops for {len(obs)} obs rows")
+            for key, value in attrs.items():
+                f.attrs[key] = _encode(value)
+
+
+def _encode(value):
+    if isinstance(value, dict):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        return np.array(value, dtype=h5py.string_dtype())
+    return value
+
+
+def read_obs(path: str | os.PathLike) -> pd.DataFrame:
+    """Per-cell metadata of a cells file, in ``images`` row order."""
+    return pd.read_hdf(path, "obs")
+
+
+def read_attrs(path: str | os.PathLike) -> dict:
+    """Root attributes with strings decoded (string arrays become lists of str)."""
+    out = {}
+    with h5py.File(path, "r") as f:
+        for key, value in f.attrs.items():
+            if isinstance(value, np.ndarray) and value.dtype.kind in "OS":
+                value = [v.decode() if isinstance(v, bytes) else str(v) for v in value]
+            elif isinstance(value, bytes):
+                value = value.decode()
+            out[key] = value
+    return out
+
+
+def read_crops(path: str | os.PathLike, index: Iterable[int] | None = None) -> np.ndarray:
+    """Read crops as float32 (n, C, S, S), in the order of ``index`` (all when None).
+
+    Reads crop by crop with ``read_direct``; fancy indexing on chunked data is ~10x slower.
+    """
+    with h5py.File(path, "r") as f:
+        dset = f["images"]
+        if index is None:
+            return dset[...].astype(np.float32)
+        index = np.asarray(list(index), dtype=np.int64)
+        out = np.empty((len(index),) + dset.shape[1:], dtype=np.float16)
+        for i, j in enumerate(index):
+            dset.read_direct(out, np.s_[j:j + 1], np.s_[i:i + 1])
+        return out.astype(np.float32)
+
+
+def iter_crop_blocks(path: str | os.PathLike, block_size: int = 1024):
+    """Yield (start, crops float32 (n, C, S, S)) blocks over the whole file, in row order."""
+    with h5py.File(path, "r") as f:
+        dset = f["images"]
+        for start in range(0, dset.shape[0], block_size):
+            yield start, dset[start:start + block_size].astype(np.float32)

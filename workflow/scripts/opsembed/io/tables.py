@@ -1,0 +1,39 @@
+"""Reading and writing tables by file extension (.csv, .tsv, .parquet)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from .atomic import atomic_path
+from .errors import InputError
+
+
+def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a CSV, TSV or Parquet file, chosen by its extension (``.gz`` allowed).
+
+    ``columns`` restricts the columns read (all when None).
+    Raises InputError naming the file when it is missing or of an unknown type.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found. Check the path in your config.")
+    suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
+    kind = suffixes[-1] if suffixes else ""
+    if kind == ".parquet":
+        return pd.read_parquet(path, columns=columns)
+    if kind in (".csv", ".tsv", ".txt"):
+        sep = "," if kind == ".csv" else "\t"
+        return pd.read_csv(path, sep=sep, usecols=columns, low_memory=False)
+    raise InputError(f"{path}: unknown table type {kind!r}; use .csv, .tsv or .parquet.")
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write ``df`` atomically as TSV (or Parquet for a ``.parquet`` path), no index."""
+    with atomic_path(path) as tmp:
+        if str(path).endswith(".parquet"):
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, sep="\t", index=False)
