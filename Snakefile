@@ -1,0 +1,65 @@
+# opsembed: optical pooled screen -> gene embeddings -> CORUM benchmark -> HTML report.
+#
+#   snakemake --cores all                 # the simulated demo screen, end to end
+#   snakemake --cores all all_preprocess  # one stage: all_preprocess, all_train, all_embed, all_evaluate
+#
+# See README.md and config/README.md.
+
+import sys
+from pathlib import Path
+
+# The library lives beside the rule scripts, so that jobs in conda envs import it too.
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
+
+
+configfile: Path(workflow.basedir) / "config" / "config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/simulate.smk"
+include: "rules/preprocess.smk"
+
+
+for method_rules in sorted(Path(workflow.basedir, "rules", "methods").glob("*.smk")):
+
+    include: method_rules
+
+
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
+
+
+localrules:
+    all,
+    all_preprocess,
+    all_train,
+    all_embed,
+    all_evaluate,
+
+
+rule all:
+    input:
+        "results/report.html",
+
+
+rule all_preprocess:
+    input:
+        "results/preprocess/cells.h5",
+
+
+rule all_train:
+    input:
+        training_outputs,
+
+
+rule all_embed:
+    input:
+        embedding_files,
+
+
+rule all_evaluate:
+    input:
+        "results/evaluation/metrics.tsv",

@@ -1,0 +1,159 @@
+# Config validation, the screen's plate/well/tile listing, input functions and the
+# method registry. Rules live in the other files; this one holds no rules.
+
+import os
+from pathlib import Path
+
+from snakemake.utils import min_version, validate
+
+min_version("8.20")
+
+
+##### config #####
+
+validate(config, schema="../config/schema/config.schema.yaml", set_default=True)
+
+DEMO_DIR = "resources/demo"
+DEMO_INPUT = {
+    "tiles": f"{DEMO_DIR}/tiles/{{plate}}/{{well}}/{{tile}}.tif",
+    "cells": f"{DEMO_DIR}/cells.csv",
+    "ground_truth": f"{DEMO_DIR}/complexes.tsv",
+}
+IS_DEMO = config["input"]["cells"] == DEMO_INPUT["cells"]
+if IS_DEMO and config["input"]["tiles"] != DEMO_INPUT["tiles"]:
+    raise ValueError(
+        f"config input.cells is the demo's ({DEMO_INPUT['cells']}) but input.tiles is not "
+        f"({config['input']['tiles']!r}). Point both at your own screen, or neither."
+    )
+
+wildcard_constraints:
+    plate="[^/]+",
+    well="[^/]+",
+    method="[A-Za-z0-9_]+",
+
+
+##### the screen: one row per tile that holds cells #####
+
+
+def _list_tiles():
+    """plate/well/tile rows, from the cell table (or the demo's design before it exists)."""
+    if IS_DEMO:
+        from opsembed.simulate.design import screen_layout
+
+        return screen_layout(config["simulate"])
+    from opsembed.io.tables import read_table
+
+    rename = {src: dst for src, dst in config["input"]["columns"].items()}
+    wanted = [src for src, dst in rename.items() if dst in ("plate", "well", "tile")]
+    wanted += [c for c in ("plate", "well", "tile") if c not in rename.values()]
+    table = read_table(config["input"]["cells"], columns=wanted).rename(columns=rename)
+    return table[["plate", "well", "tile"]].astype(str).drop_duplicates().reset_index(drop=True)
+
+
+TILES = _list_tiles()
+PLATES = sorted(TILES["plate"].unique())
+WELLS = TILES[["plate", "well"]].drop_duplicates().sort_values(["plate", "well"])
+
+
+def _tile_files(rows):
+    pattern = config["input"]["tiles"]
+    return [pattern.format(plate=r.plate, well=r.well, tile=r.tile) for r in rows.itertuples()]
+
+
+def all_tiles(wildcards=None):
+    """Every tile file of the screen."""
+    return _tile_files(TILES)
+
+
+def plate_tiles(wildcards):
+    """The tile files of one plate."""
+    return _tile_files(TILES[TILES["plate"] == wildcards.plate])
+
+
+def well_tiles(wildcards):
+    """The tile files of one well."""
+    return _tile_files(TILES[(TILES["plate"] == wildcards.plate) & (TILES["well"] == wildcards.well)])
+
+
+def flatfield_models(wildcards=None):
+    """One flatfield model per plate, in PLATES order."""
+    return expand("results/preprocess/flatfield/{plate}.npz", plate=PLATES)
+
+
+def flatfield_figures(wildcards=None):
+    return expand("results/preprocess/qc/flatfield_{plate}.png", plate=PLATES)
+
+
+def well_crops(wildcards=None):
+    """One crop file per well."""
+    return [f"results/preprocess/crops/{r.plate}/{r.well}.h5" for r in WELLS.itertuples()]
+
+
+def plate_flatfield(wildcards):
+    return f"results/preprocess/flatfield/{wildcards.plate}.npz"
+
+
+##### embedding methods #####
+# A method's rule file (rules/methods/NAME.smk) calls register_method(); nothing else
+# in the workflow names it.
+
+METHODS = {}
+
+
+def register_method(block, outputs, skip_reason=None, training=None):
+    """Register config block `methods.<block>`, producing embedding methods `outputs`.
+
+    skip_reason: why the method cannot run with this config (then it is skipped, with a
+    message), or None. training: {output method: {"losses": tsv, "samples": png}} for
+    learned methods, shown in the report.
+    """
+    if not config["methods"][block]["enabled"]:
+        return
+    if skip_reason:
+        logger.info(f"opsembed: skipping method '{block}': {skip_reason}")
+        return
+    for name in outputs:
+        METHODS[name] = {"block": block, "training": training or {}}
+
+
+def method_names():
+    return list(METHODS)
+
+
+def embedding_files(wildcards=None):
+    return expand("results/embeddings/{method}.tsv", method=method_names())
+
+
+def training_outputs(wildcards=None):
+    return sorted({p for m in METHODS.values() for run in m["training"].values() for p in run.values()})
+
+
+def training_runs():
+    """{method: {"losses": tsv, "samples": png}} for the report."""
+    return {name: run for m in METHODS.values() for name, run in m["training"].items()}
+
+
+def method_metrics(wildcards=None):
+    return expand("results/evaluation/{method}/metrics.tsv", method=method_names())
+
+
+def method_ksweeps(wildcards=None):
+    return expand("results/evaluation/{method}/ksweep.tsv", method=method_names())
+
+
+def method_umaps(wildcards=None):
+    return expand("results/evaluation/{method}/umap.png", method=method_names())
+
+
+def method_config(wildcards):
+    """The config block of the method being scored or built."""
+    return config["methods"][METHODS[wildcards.method]["block"]]
+
+
+def tiles_pattern(wildcards):
+    """input.tiles as a param (a function, so Snakemake leaves its {wildcards} alone)."""
+    return config["input"]["tiles"]
+
+
+def demo_tiles_pattern(wildcards):
+    return DEMO_INPUT["tiles"]

@@ -1,0 +1,84 @@
+# Evaluation against protein complexes: curate the ground truth once, score every
+# method (mAP, repeated k-means, k sweep, recall, UMAP), combine into one table.
+
+
+rule curate_ground_truth:
+    input:
+        ground_truth=config["input"]["ground_truth"],
+        cells="results/preprocess/cells.h5",
+    output:
+        curated="results/evaluation/ground_truth.tsv",
+        log_table="results/evaluation/ground_truth_log.tsv",
+    params:
+        cfg=config["evaluation"]["ground_truth"],
+        controls=config["controls"],
+    log:
+        "results/logs/curate_ground_truth.log",
+    benchmark:
+        "results/benchmarks/curate_ground_truth.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/evaluate.yaml"
+    script:
+        "../workflow/scripts/curate_ground_truth.py"
+
+
+rule evaluate_method:
+    input:
+        embeddings="results/embeddings/{method}.tsv",
+        curated="results/evaluation/ground_truth.tsv",
+    output:
+        metrics="results/evaluation/{method}/metrics.tsv",
+        ksweep="results/evaluation/{method}/ksweep.tsv",
+        umap=report(
+            "results/evaluation/{method}/umap.png",
+            caption="../workflow/report/umap.rst",
+            category="Gene embeddings",
+            labels={"figure": "UMAP", "method": "{method}"},
+        ),
+    params:
+        cfg=config["evaluation"],
+    log:
+        "results/logs/evaluate_method/{method}.log",
+    benchmark:
+        "results/benchmarks/evaluate_method/{method}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/evaluate.yaml"
+    script:
+        "../workflow/scripts/evaluate_method.py"
+
+
+rule combine_metrics:
+    input:
+        metrics=method_metrics,
+        ksweeps=method_ksweeps,
+    output:
+        table=report(
+            "results/evaluation/metrics.tsv",
+            caption="../workflow/report/metrics.rst",
+            category="Benchmark",
+        ),
+        ksweep_png=report(
+            "results/evaluation/ksweep.png",
+            caption="../workflow/report/ksweep.rst",
+            category="Benchmark",
+        ),
+    log:
+        "results/logs/combine_metrics.log",
+    benchmark:
+        "results/benchmarks/combine_metrics.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/evaluate.yaml"
+    script:
+        "../workflow/scripts/combine_metrics.py"

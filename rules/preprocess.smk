@@ -1,0 +1,151 @@
+# Preprocessing (GRAPE paper section 3.2): validate inputs, BaSiC flatfield per plate,
+# percentile rescaling, 96x96 crops per well, z-scoring against each batch's controls,
+# merged into results/preprocess/cells.h5.
+
+
+rule validate_inputs:
+    input:
+        cells=config["input"]["cells"],
+        ground_truth=config["input"]["ground_truth"],
+        tiles=all_tiles,
+    output:
+        cells="results/preprocess/cells.parquet",
+    params:
+        columns=config["input"]["columns"],
+        channels=config["channels"],
+        controls=config["controls"],
+        batch_key=config["batch_key"],
+        tiles=tiles_pattern,
+        crop_size=config["preprocess"]["crop"]["size"],
+    log:
+        "results/logs/validate_inputs.log",
+    benchmark:
+        "results/benchmarks/validate_inputs.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/preprocess.yaml"
+    script:
+        "../workflow/scripts/validate_inputs.py"
+
+
+rule fit_flatfield:
+    input:
+        cells="results/preprocess/cells.parquet",
+        tiles=plate_tiles,
+    output:
+        model="results/preprocess/flatfield/{plate}.npz",
+        qc=report(
+            "results/preprocess/qc/flatfield_{plate}.png",
+            caption="../workflow/report/flatfield.rst",
+            category="Preprocessing QC",
+            labels={"figure": "flatfield", "plate": "{plate}"},
+        ),
+    params:
+        cfg=config["preprocess"]["flatfield"],
+        channels=config["channels"],
+        seed=config["seed"],
+    log:
+        "results/logs/fit_flatfield/{plate}.log",
+    benchmark:
+        "results/benchmarks/fit_flatfield/{plate}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        "../envs/preprocess.yaml"
+    script:
+        "../workflow/scripts/fit_flatfield.py"
+
+
+rule rescale_percentiles:
+    input:
+        cells="results/preprocess/cells.parquet",
+        flatfields=flatfield_models,
+        tiles=all_tiles,
+    output:
+        table="results/preprocess/percentiles.tsv",
+        qc=report(
+            "results/preprocess/qc/percentiles.png",
+            caption="../workflow/report/percentiles.rst",
+            category="Preprocessing QC",
+            labels={"figure": "percentiles"},
+        ),
+    params:
+        cfg=config["preprocess"]["rescale"],
+        channels=config["channels"],
+        plates=PLATES,
+        seed=config["seed"],
+    log:
+        "results/logs/rescale_percentiles.log",
+    benchmark:
+        "results/benchmarks/rescale_percentiles.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        "../envs/preprocess.yaml"
+    script:
+        "../workflow/scripts/rescale_percentiles.py"
+
+
+rule crop_well:
+    input:
+        cells="results/preprocess/cells.parquet",
+        tiles=well_tiles,
+        flatfield=plate_flatfield,
+        percentiles="results/preprocess/percentiles.tsv",
+    output:
+        crops=temp("results/preprocess/crops/{plate}/{well}.h5"),
+    params:
+        crop=config["preprocess"]["crop"],
+        channels=config["channels"],
+        tiles=tiles_pattern,
+    log:
+        "results/logs/crop_well/{plate}/{well}.log",
+    benchmark:
+        "results/benchmarks/crop_well/{plate}/{well}.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        "../envs/preprocess.yaml"
+    script:
+        "../workflow/scripts/crop_well.py"
+
+
+rule merge_cells:
+    input:
+        crops=well_crops,
+        cells="results/preprocess/cells.parquet",
+    output:
+        h5="results/preprocess/cells.h5",
+        zscore="results/preprocess/zscore.tsv",
+        summary=report(
+            "results/preprocess/summary.tsv",
+            caption="../workflow/report/summary.rst",
+            category="Dataset",
+        ),
+    params:
+        controls=config["controls"],
+        batch_key=config["batch_key"],
+        channels=config["channels"],
+        seed=config["seed"],
+        crop_size=config["preprocess"]["crop"]["size"],
+    log:
+        "results/logs/merge_cells.log",
+    benchmark:
+        "results/benchmarks/merge_cells.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        "../envs/preprocess.yaml"
+    script:
+        "../workflow/scripts/merge_cells.py"

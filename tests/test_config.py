@@ -1,0 +1,80 @@
+"""Config validation: the shipped configs pass, defaults are filled in, and bad keys or
+types fail with a message naming the key. config/README.md documents every key."""
+
+import re
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from conftest import REPO
+
+SCHEMA = str(REPO / "config" / "schema" / "config.schema.yaml")
+
+
+def _load(name):
+    return yaml.safe_load((REPO / "config" / name).read_text())
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+def test_shipped_configs_validate(name):
+    validate(_load(name), SCHEMA)
+
+
+def test_defaults_fill_an_empty_config_like_the_demo():
+    empty = {}
+    validate(empty, SCHEMA)
+    demo = _load("config.yaml")
+    validate(demo, SCHEMA)
+    assert empty == demo
+
+
+def test_unknown_key_names_the_key():
+    cfg = _load("config.yaml")
+    cfg["preprocess"]["crop"]["sise"] = 96
+    with pytest.raises(WorkflowError, match="'sise' was unexpected"):
+        validate(cfg, SCHEMA)
+
+
+def test_wrong_type_names_the_key():
+    cfg = _load("config.yaml")
+    cfg["preprocess"]["crop"]["size"] = "big"
+    with pytest.raises(WorkflowError, match=r"(?s)'big' is not of type 'integer'.*instance\['preprocess'\]\['crop'\]\['size'\]"):
+        validate(cfg, SCHEMA)
+
+
+def test_tiles_pattern_needs_all_wildcards():
+    cfg = _load("config.yaml")
+    cfg["input"]["tiles"] = "tiles/{plate}/{tile}.tif"
+    with pytest.raises(WorkflowError, match="does not match"):
+        validate(cfg, SCHEMA)
+
+
+def _leaf_keys(schema, prefix=""):
+    for key, sub in schema.get("properties", {}).items():
+        path = f"{prefix}{key}"
+        if sub.get("type") == "object" and "properties" in sub:
+            yield from _leaf_keys(sub, path + ".")
+        else:
+            yield path
+
+
+def _documented_keys(text):
+    """Keys named in the first cell of the README's key table (`a.b.c`, `d` means a.b.d)."""
+    keys = set()
+    for line in text.splitlines():
+        if not line.startswith("| `"):
+            continue
+        spans = re.findall(r"`([^`]+)`", line.split("|")[1])
+        parent = spans[0].rpartition(".")[0]
+        keys.add(spans[0])
+        keys.update(f"{parent}.{leaf}" if parent else leaf for leaf in spans[1:])
+    return keys
+
+
+def test_config_readme_documents_every_key():
+    schema = yaml.safe_load(open(SCHEMA))
+    documented = _documented_keys((REPO / "config" / "README.md").read_text())
+    missing = sorted(set(_leaf_keys(schema)) - documented)
+    assert not missing, f"config/README.md lacks {missing}"

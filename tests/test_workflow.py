@@ -1,0 +1,111 @@
+"""The Snakemake workflow itself: lint, the whole DAG in a dry run, config errors at
+start-up, and a real run on a tiny simulated screen (all_preprocess, then the report)."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+TINY = {
+    "simulate": {"n_plates": 2, "wells_per_plate": 2, "tiles_per_well": 2, "tile_size": 256,
+                 "cells_per_tile": 30, "plate_gene_fraction": 0.8},
+    "preprocess": {"flatfield": {"n_tiles": 4}, "rescale": {"n_tiles": 4}},
+    "evaluation": {"ground_truth": {"min_genes": 3}, "map": {"null_size": 100},
+                   "kmeans": {"n_runs": 10, "k_max": 8}},
+    "methods": {"engineered": {"enabled": True}},
+}
+
+
+def _run(args, cwd=REPO, check=True):
+    env = dict(os.environ, PYTHONPATH=str(REPO / "workflow" / "scripts"))
+    proc = subprocess.run(SNAKEMAKE + args, cwd=cwd, capture_output=True, text=True, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def test_lint_is_clean():
+    proc = _run(["--lint"], check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "Lints for" not in out, out
+
+
+def test_dry_run_shows_the_whole_dag(tmp_path):
+    out = _run(["-n", "--directory", str(tmp_path), "--snakefile", str(REPO / "Snakefile"),
+                "--configfile", str(REPO / "config" / "config.yaml")]).stdout
+    for rule in ["simulate_demo", "validate_inputs", "fit_flatfield", "rescale_percentiles",
+                 "crop_well", "merge_cells", "curate_ground_truth", "embed_random",
+                 "embed_engineered", "evaluate_method", "combine_metrics", "report"]:
+        assert rule in out, f"{rule} missing from the dry run"
+    assert "embed_gene2vec" not in out  # no pretrained file configured: skipped
+
+
+def test_unknown_config_key_fails_at_once_naming_it(tmp_path):
+    proc = _run(["-n", "--directory", str(tmp_path), "--snakefile", str(REPO / "Snakefile"),
+                 "--config", "bogus_key=1"], check=False)
+    assert proc.returncode != 0
+    assert "bogus_key" in proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A tiny simulated screen run to the end of preprocessing, then to the report."""
+    work = tmp_path_factory.mktemp("tiny")
+    config = work / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    base = ["--cores", "2", "--directory", str(work), "--snakefile", str(REPO / "Snakefile"),
+            "--configfile", str(REPO / "config" / "config.yaml"), str(config)]
+    preprocess = _run(base + ["all_preprocess"])
+    return work, base, preprocess
+
+
+@pytest.mark.integration
+def test_all_preprocess_builds_cells_h5(tiny_run):
+    from opsembed.io.h5 import read_attrs, read_crops, read_obs
+
+    work, _, _ = tiny_run
+    h5 = work / "results" / "preprocess" / "cells.h5"
+    assert h5.exists()
+    assert not (work / "results" / "report.html").exists()  # the stage target stops there
+    obs, attrs = read_obs(h5), read_attrs(h5)
+    cells = pd.read_csv(work / "resources" / "demo" / "cells.csv", dtype={"tile": str, "cell_id": str})
+    summary = pd.read_csv(work / "results" / "preprocess" / "summary.tsv", sep="\t")
+    # every fitting cell exactly once; the rest were dropped at tile edges
+    assert obs["cell_id"].is_unique
+    assert set(obs["cell_id"]) <= set(cells["cell_id"])
+    assert len(obs) == summary["n_kept"].sum() == len(cells) - summary["n_dropped_edge"].sum()
+    half = TINY["simulate"]["tile_size"]
+    fits = cells[(cells.y >= 48) & (cells.x >= 48) & (cells.y + 48 <= half) & (cells.x + 48 <= half)]
+    assert set(fits["cell_id"]) <= set(obs["cell_id"])
+    images = read_crops(h5)
+    assert images.shape == (len(obs), 4, 96, 96)
+    assert attrs["channels"] == ["DNA", "gH2AX", "tubulin", "actin"]
+    # each batch's controls are z-scored: per-channel mean ~0, sd ~1
+    for batch in obs["batch"].unique():
+        ctrl = images[((obs["batch"] == batch) & (obs["gene"] == "nontargeting")).to_numpy()]
+        assert len(ctrl) > 0
+        np.testing.assert_allclose(ctrl.mean(axis=(0, 2, 3)), 0, atol=0.02)
+        np.testing.assert_allclose(ctrl.std(axis=(0, 2, 3)), 1, atol=0.02)
+    # every job wrote its log and benchmark
+    assert (work / "results" / "benchmarks" / "merge_cells.tsv").exists()
+    assert (work / "results" / "logs" / "validate_inputs.log").exists()
+
+
+@pytest.mark.integration
+def test_full_run_writes_the_report(tiny_run):
+    work, base, _ = tiny_run
+    _run(base + ["all"])
+    metrics = pd.read_csv(work / "results" / "evaluation" / "metrics.tsv", sep="\t")
+    assert {"random", "engineered"} <= set(metrics["method"])
+    html = (work / "results" / "report.html").read_text()
+    assert "<img" in html and "src=\"http" not in html
