@@ -32,12 +32,14 @@ def write_cells_h5(
 
     ``blocks`` yields arrays shaped (n_i, C, S, S) whose n_i sum to ``len(obs)``, in
     ``obs`` row order; they are cast to float16. Memory is one block at a time.
+    An empty ``obs`` with one (0, C, S, S) block writes a valid file with 0 crops.
     ``attrs`` values may be numbers, strings, lists of strings, arrays or dicts
     (dicts are stored as JSON strings).
     """
     obs = obs.reset_index(drop=True)
+    empty = len(obs) == 0  # pandas skips empty "table" frames and h5py rejects chunks > shape
     with atomic_path(path) as tmp:
-        obs.to_hdf(tmp, key="obs", format="table", mode="w", complevel=1)
+        obs.to_hdf(tmp, key="obs", format="fixed" if empty else "table", mode="w", complevel=1)
         with h5py.File(tmp, "a") as f:
             dset = None
             start = 0
@@ -46,7 +48,7 @@ def write_cells_h5(
                 if dset is None:
                     shape = (len(obs),) + block.shape[1:]
                     dset = f.create_dataset("images", shape=shape, dtype=np.float16,
-                                            chunks=(1,) + block.shape[1:])
+                                            chunks=None if empty else (1,) + block.shape[1:])
                 dset[start:start + len(block)] = block
                 start += len(block)
             if dset is None:

@@ -31,9 +31,9 @@ def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pd.
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write ``df`` atomically as TSV (or Parquet for a ``.parquet`` path), no index."""
+    """Write ``df`` atomically, no index: Parquet for ``.parquet``, CSV for ``.csv``, else TSV."""
     with atomic_path(path) as tmp:
         if str(path).endswith(".parquet"):
             df.to_parquet(tmp, index=False)
         else:
-            df.to_csv(tmp, sep="\t", index=False)
+            df.to_csv(tmp, sep="," if str(path).endswith(".csv") else "\t", index=False)
