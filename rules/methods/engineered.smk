@@ -16,7 +16,7 @@ rule embed_engineered:
         "results/logs/embed_engineered.log",
     benchmark:
         "results/benchmarks/embed_engineered.tsv"
-    threads: 1
+    threads: 2
     resources:
         mem_mb=8000,
         runtime=240,

@@ -101,9 +101,29 @@ def read_crops(path: str | os.PathLike, index: Iterable[int] | None = None) -> n
         return out.astype(np.float32)
 
 
+def read_crop_range(path: str | os.PathLike, start: int, stop: int) -> np.ndarray:
+    """Read rows ``start:stop`` as float32 (n, C, S, S): one contiguous slice, the fast path."""
+    with h5py.File(path, "r") as f:
+        return f["images"][start:stop].astype(np.float32)
+
+
 def iter_crop_blocks(path: str | os.PathLike, block_size: int = 1024):
     """Yield (start, crops float32 (n, C, S, S)) blocks over the whole file, in row order."""
     with h5py.File(path, "r") as f:
         dset = f["images"]
         for start in range(0, dset.shape[0], block_size):
             yield start, dset[start:start + block_size].astype(np.float32)
+
+
+def n_cells(path: str | os.PathLike) -> int:
+    """Number of crops in a cells file."""
+    with h5py.File(path, "r") as f:
+        return int(f["images"].shape[0])
+
+
+def screened_genes(path: str | os.PathLike) -> list[str]:
+    """Sorted genes with at least one cell in a cells file, the control label excluded."""
+    controls = read_attrs(path).get("controls")
+    genes = set(read_obs(path)["gene"].astype(str))
+    genes.discard(str(controls))
+    return sorted(genes)

@@ -1,0 +1,168 @@
+"""The HTML report, built from small fabricated pipeline outputs."""
+
+import base64
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from opsembed.io.errors import InputError
+from opsembed.io.h5 import write_cells_h5
+from opsembed.report.build import build_report
+from opsembed.report.figures import cells_figure, loss_figure
+from opsembed.report.html import esc
+from opsembed.report.sections import TITLES
+from opsembed.report.versions import software_versions
+
+CONFIG = {"seed": 0, "controls": "nontargeting",
+          "evaluation": {"ground_truth": {"min_genes": 5, "max_genes": 10},
+                         "kmeans": {"n_runs": 100}, "recall": {"percentile": 5}},
+          "preprocess": {"rescale": {"low": 0.1, "high": 99.9}},
+          "methods": {"engineered": {"pca_variance": 0.95}}}
+
+
+def tiny_png(path, colour):
+    fig = Figure(figsize=(1, 1))
+    fig.subplots().plot([0, 1], [0, 1], color=colour)
+    fig.savefig(path, format="png", dpi=20)
+    return path
+
+
+def write_tsv(df, path):
+    df.to_csv(path, sep="\t", index=False)
+    return path
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    genes = ["A"] * 3 + ["B"] * 2 + ["nontargeting"] * 4 + ["C"]
+    n = len(genes)
+    obs = pd.DataFrame({"plate": ["P1"] * 6 + ["P2"] * 4, "well": "A1", "tile": "0",
+                        "cell_id": [str(i) for i in range(n)], "y": 1.0, "x": 1.0, "gene": genes,
+                        "sgRNA": genes, "batch": "b"})
+    write_cells_h5(tmp_path / "cells.h5", obs, [np.zeros((n, 1, 4, 4))],
+                   {"channels": ["DNA"], "controls": "nontargeting"})
+    metrics = pd.DataFrame({
+        "method": ["random", "engineered"], "mAP": [0.104, 0.345],
+        "purity_mean": [0.257, 0.61], "purity_sd": [0.02, 0.031],
+        "nmi_mean": [0.31, 0.52], "nmi_sd": [0.02, 0.04],
+        "ari_mean": [0.0, 0.22], "ari_sd": [0.01, 0.05], "recall": [0.1, 0.3],
+        "n_genes_evaluated": [106, 40], "n_complexes": [14, 14], "coverage": [1.0, 0.377],
+        "coverage_warning": [False, True]})
+    return dict(
+        metrics=write_tsv(metrics, tmp_path / "metrics.tsv"),
+        ksweep_png=tiny_png(tmp_path / "ksweep.png", "red"),
+        umaps=[tiny_png(tmp_path / "umap_random.png", "blue"),
+               tiny_png(tmp_path / "umap_eng.png", "green")],
+        curated=write_tsv(pd.DataFrame({"gene": ["A", "B", "C"],
+                                        "complex": ["Mediator", "Mediator", "Ragulator"]}),
+                          tmp_path / "curated.tsv"),
+        curation_log=write_tsv(pd.DataFrame({"complex": ["Exosome", "Exosome", "Mediator"],
+                                             "gene": ["X", "Y", "Z"],
+                                             "reason": ["fewer than min_genes", "fewer than min_genes",
+                                                        "capped at max_genes"]}),
+                               tmp_path / "log.tsv"),
+        cells=tmp_path / "cells.h5",
+        summary=write_tsv(pd.DataFrame({"plate": ["P1", "P1", "P2"], "well": ["A1", "A2", "A1"],
+                                        "n_cells": [5, 3, 6], "n_kept": [4, 2, 4],
+                                        "n_dropped_edge": [1, 1, 2], "n_padded": [0, 0, 0]}),
+                          tmp_path / "summary.tsv"),
+        percentiles=write_tsv(pd.DataFrame({"plate": ["P1"], "channel": ["DNA"], "low": [101.5],
+                                            "high": [4321.25]}), tmp_path / "pct.tsv"),
+        flatfield_qc=[tiny_png(tmp_path / "P1.png", "black"), tiny_png(tmp_path / "P2.png", "grey")],
+        zscore=write_tsv(pd.DataFrame({"batch": ["P1"], "channel": ["DNA"], "mean": [0.1234],
+                                       "std": [0.0567], "n_control_cells": [77]}), tmp_path / "z.tsv"),
+        methods=["random", "engineered"],
+        config=CONFIG,
+    )
+
+
+def build(tmp_path, inputs, training=None):
+    out = tmp_path / "out" / "report.html"
+    build_report(out, training=training, **inputs)
+    assert [p.name for p in out.parent.iterdir()] == ["report.html"]  # no temp file left
+    return out.read_text()
+
+
+def test_report_has_every_section_and_only_embedded_images(tmp_path, inputs):
+    text = build(tmp_path, inputs)
+    for title in TITLES.values():
+        assert f"<h2>{esc(title)}</h2>" in text
+    sources = re.findall(r'src="([^"]*)"', text)
+    # k sweep, 2 UMAPs, cells-per-gene figure, 2 flatfield panels
+    assert len(sources) == 6
+    assert all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "<link" not in text and "<script" not in text and "href=\"http" not in text
+    for path in [inputs["ksweep_png"], *inputs["umaps"], *inputs["flatfield_qc"]]:
+        assert base64.b64encode(path.read_bytes()).decode() in text
+
+
+def test_report_tables(tmp_path, inputs):
+    text = build(tmp_path, inputs)
+    # Table 1: mean ± sd, best per column in bold, low coverage flagged
+    assert "<b>0.345</b>" in text and "<b>0.610 ± 0.031</b>" in text
+    assert "0.257 ± 0.020" in text and "<b>0.257" not in text
+    assert "engineered &#9888;" in text and "Low coverage: engineered" in text
+    assert "random &#9888;" not in text
+    # dataset: 10 cells, 3 genes, 4 controls, 2 plates; dropped-cells totals over wells
+    assert "10 cells in" in text and "3 targeted genes" in text and "4 control cells" in text
+    assert ("all plates</td><td class=\"num\">14</td><td class=\"num\">10</td>"
+            "<td class=\"num\">4</td>") in text
+    # preprocessing tables
+    assert "4321.2500" in text and "0.1234" in text and "77" in text
+    # ground truth: kept complexes with genes, dropped counted by reason
+    assert "<td class=\"text\">Mediator</td><td class=\"num\">2</td><td class=\"text\">A, B</td>" in text
+    assert ("<td class=\"text\">fewer than min_genes</td><td class=\"num\">2</td>"
+            "<td class=\"num\">1</td><td class=\"num\">2</td>") in text
+    # config and versions
+    assert "pca_variance: 0.95" in text
+    assert f"<td class=\"text\">numpy</td><td class=\"text\">{np.__version__}</td>" in text
+
+
+def test_training_section_switches_between_note_and_curves(tmp_path, inputs):
+    text = build(tmp_path, inputs, training={})
+    assert "No learned method ran" in text
+    losses = write_tsv(pd.DataFrame({"step": [0, 10, 20], "recon": [1.0, 0.5, 0.3],
+                                     "kl": [0.2, 0.1, 0.05]}), tmp_path / "losses.tsv")
+    samples = tiny_png(tmp_path / "samples.png", "purple")
+    text = build(tmp_path, inputs, training={"grape": {"losses": losses, "samples": samples}})
+    assert "No learned method ran" not in text
+    assert "<h3>grape</h3>" in text and 'alt="grape losses"' in text
+    assert base64.b64encode(samples.read_bytes()).decode() in text
+    assert len(re.findall(r'src="data:image/png;base64,', text)) == 8
+
+
+def test_loss_figure_draws_each_loss():
+    df = pd.DataFrame({"step": [0, 1, 2], "recon": [1.0, 0.5, 0.3], "kl": [0.2, 0.1, 0.05]})
+    ax = loss_figure(df, "m").axes[0]
+    assert [line.get_label() for line in ax.get_lines()] == ["recon", "kl"]
+    np.testing.assert_array_equal(ax.get_lines()[1].get_ydata(), [0.2, 0.1, 0.05])
+    assert ax.get_yscale() == "log"
+    df.loc[1, "kl"] = -0.1
+    assert loss_figure(df, "m").axes[0].get_yscale() == "linear"
+
+
+def test_cells_figure_counts():
+    obs = pd.DataFrame({"gene": ["A", "A", "B", "ctrl", "ctrl", "C"],
+                        "plate": ["1", "1", "1", "2", "2", "2"]})
+    ax_hist, ax_bar = cells_figure(obs, "ctrl").axes
+    assert sum(p.get_height() for p in ax_hist.patches) == 3  # genes A, B, C; controls excluded
+    assert [p.get_height() for p in ax_bar.patches] == [3, 3]
+
+
+def test_versions_mark_missing_packages():
+    versions = dict(software_versions(["numpy", "no-such-package-opsembed"]))
+    assert versions["numpy"] == np.__version__
+    assert versions["no-such-package-opsembed"] == "not installed"
+    assert "python" in versions and "opsembed" in versions
+
+
+def test_report_input_errors(tmp_path, inputs):
+    with pytest.raises(ValueError, match="1 UMAP figures for 2 methods"):
+        build(tmp_path, {**inputs, "umaps": inputs["umaps"][:1]})
+    bad = write_tsv(pd.DataFrame({"gene": ["A"]}), tmp_path / "bad.tsv")
+    with pytest.raises(InputError, match="missing column"):
+        build(tmp_path, {**inputs, "curated": bad})
+    assert not (tmp_path / "out" / "report.html").exists()

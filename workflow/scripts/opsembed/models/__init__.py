@@ -1,0 +1,1 @@
+"""Embedding methods: non-learned baselines and learned models."""

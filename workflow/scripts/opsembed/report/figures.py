@@ -1,0 +1,65 @@
+"""Figures drawn for the report itself (the others come in as PNG files)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+
+def png(fig: Figure, dpi: int = 110) -> bytes:
+    """Render a matplotlib figure to PNG bytes."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def cells_figure(obs: pd.DataFrame, controls: str | None) -> Figure:
+    """Left: histogram of cells per screened gene (controls excluded); right: cells per plate."""
+    genes = obs["gene"].astype(str)
+    per_gene = genes[genes != str(controls)].value_counts()
+    per_plate = obs["plate"].astype(str).value_counts().sort_index()
+    fig = Figure(figsize=(10, 3.6))
+    ax1, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    if len(per_gene):
+        bins = min(40, max(5, per_gene.nunique()))
+        ax1.hist(per_gene.to_numpy(), bins=bins, color="#2c5d8a", edgecolor="white")
+        ax1.axvline(per_gene.median(), color="#e69500", ls="--", label=f"median {per_gene.median():g}")
+        ax1.legend(frameon=False)
+    ax1.set_xlabel("cells per gene")
+    ax1.set_ylabel("genes")
+    ax1.set_title(f"Cells per gene ({len(per_gene)} genes, controls excluded)")
+    ax2.bar(per_plate.index, per_plate.to_numpy(), color="#5b8db8")
+    ax2.set_xlabel("plate")
+    ax2.set_ylabel("cells")
+    ax2.set_title("Cells per plate")
+    ax2.tick_params(axis="x", rotation=45 if len(per_plate) > 6 else 0)
+    for ax in (ax1, ax2):
+        ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def loss_figure(losses: pd.DataFrame, method: str) -> Figure:
+    """Each loss column of ``losses`` (column ``step`` + one per loss) against step.
+
+    The y axis is logarithmic when every plotted value is positive.
+    """
+    columns = [c for c in losses.columns if c != "step" and pd.api.types.is_numeric_dtype(losses[c])]
+    fig = Figure(figsize=(7, 3.6))
+    ax = fig.subplots()
+    for col in columns:
+        ax.plot(losses["step"], losses[col], label=col, lw=1.4)
+    values = losses[columns].to_numpy(dtype=float)
+    if columns and np.all(values[np.isfinite(values)] > 0):
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(f"{method}: training losses")
+    if columns:
+        ax.legend(frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    return fig

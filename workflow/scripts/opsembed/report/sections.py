@@ -1,0 +1,259 @@
+"""The report's sections, each built into a :class:`Section` from read tables or image paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from ..io.tables import read_table
+from .figures import cells_figure, loss_figure, png
+from .html import Section, esc, fmt, image, table
+from .versions import software_versions
+
+TITLES = {
+    "metrics": "Benchmark: how well each embedding groups protein complexes",
+    "ksweep": "Clustering across the number of clusters k",
+    "umap": "Gene embeddings at a glance (UMAP)",
+    "dataset": "Dataset summary",
+    "preprocessing": "Preprocessing quality control",
+    "ground-truth": "Ground truth: curated protein complexes",
+    "training": "Training",
+    "config": "Configuration used",
+    "versions": "Software versions",
+}
+"""Section id -> heading, in report order."""
+
+SCORES = [  # (label, mean column, sd column or None)
+    ("mAP", "mAP", None),
+    ("Purity", "purity_mean", "purity_sd"),
+    ("NMI", "nmi_mean", "nmi_sd"),
+    ("ARI", "ari_mean", "ari_sd"),
+    ("Recall", "recall", None),
+]
+COUNTS = [("Genes evaluated", "n_genes_evaluated"), ("Complexes", "n_complexes"), ("Coverage", "coverage")]
+
+
+def _get(config: dict, *keys, default=None):
+    for key in keys:
+        if not isinstance(config, dict) or key not in config:
+            return default
+        config = config[key]
+    return config
+
+
+def _as_bool(values: pd.Series) -> np.ndarray:
+    if values.dtype == bool:
+        return values.to_numpy()
+    return values.astype(str).str.strip().str.lower().isin(["true", "1", "yes"]).to_numpy()
+
+
+def metrics_section(metrics: pd.DataFrame, config: dict) -> Section:
+    """Table 1 analogue: method x scores (mean ± sd), best per column in bold."""
+    m = metrics.reset_index(drop=True)
+    if "coverage_warning" in m.columns:
+        warn = _as_bool(m["coverage_warning"])
+    elif "coverage" in m.columns:
+        warn = m["coverage"].to_numpy(dtype=float) < 0.5
+    else:
+        warn = np.zeros(len(m), dtype=bool)
+    shown = pd.DataFrame({"Method": [esc(x) + (" &#9888;" if w else "") for x, w in zip(m["method"], warn)]})
+    for label, mean_col, sd_col in SCORES:
+        if mean_col not in m.columns:
+            continue
+        means = m[mean_col].to_numpy(dtype=float)
+        best = np.nanmax(means) if np.isfinite(means).any() else np.nan
+        cells = []
+        for i, mean in enumerate(means):
+            text = fmt(mean)
+            if sd_col in m.columns:
+                text += f" ± {fmt(float(m[sd_col].iloc[i]))}"
+            text = esc(text)
+            cells.append(f"<b>{text}</b>" if np.isfinite(mean) and np.isclose(mean, best) else text)
+        shown[label] = cells
+    for label, col in COUNTS:
+        if col == "coverage" and col in m.columns:
+            shown[label] = [f"{c:.0%}" if np.isfinite(c) else "–" for c in m[col].to_numpy(dtype=float)]
+        elif col in m.columns:
+            shown[label] = m[col].to_numpy()
+    raw = tuple(c for c in shown.columns if c not in ("Genes evaluated", "Complexes"))  # built above
+    n_runs = _get(config, "evaluation", "kmeans", "n_runs", default="several")
+    pct = _get(config, "evaluation", "recall", "percentile", default=5)
+    body = [
+        "<div class=\"explain\"><p>Each method turns the screen into one vector per gene. A good "
+        "representation places genes whose proteins form the same complex (CORUM) close together. "
+        "Higher is better for every score; the best value in each column is in <b>bold</b>.</p><ul>"
+        "<li><b>mAP</b> (mean average precision): for each gene, all other evaluated genes are ranked "
+        "by cosine similarity; average precision is high when the gene's complex partners come first. "
+        "The mean over genes is shown (1 = partners always ranked first; a random embedding scores "
+        "about the fraction of pairs that share a complex).</li>"
+        f"<li><b>Purity</b>, <b>NMI</b>, <b>ARI</b>: k-means with k = number of complexes, repeated "
+        f"{esc(n_runs)} times from different random starts (mean ± sd over runs). Purity: fraction "
+        "of genes whose cluster's majority complex is their own. NMI (normalised mutual information): "
+        "how much knowing the cluster tells about the complex (0 = nothing, 1 = everything). ARI "
+        "(adjusted Rand index): agreement on which pairs of genes belong together, corrected for "
+        "chance (0 = random, 1 = identical).</li>"
+        f"<li><b>Recall</b>: fraction of same-complex gene pairs whose cosine similarity is in the top "
+        f"or bottom {esc(pct)}% of all gene pairs (a random embedding gives about "
+        f"{2 * float(pct) / 100:.2f}).</li>"
+        "<li><b>Coverage</b>: fraction of the curated genes present in the embedding.</li></ul></div>",
+        table(shown, raw_html=raw),
+    ]
+    if warn.any():
+        names = ", ".join(esc(x) for x in m["method"][warn])
+        body.append(f"<div class=\"warning\">&#9888; Low coverage: {names}. Under half of the "
+                    "curated genes have an embedding, so these scores rest on a subset of the "
+                    "complexes and are not directly comparable with the other rows.</div>")
+    body.append("<details><summary>All columns of metrics.tsv</summary>" + table(m) + "</details>")
+    return Section("metrics", TITLES["metrics"], "".join(body))
+
+
+def ksweep_section(ksweep_png) -> Section:
+    body = ("<div class=\"explain\">The clustering scores above use k = number of complexes. Here "
+            "k-means is repeated for each k over a range; lines are the mean over random starts, "
+            "shaded bands ± one standard deviation. A representation that captures complexes keeps "
+            "its lead over the random baseline across k.</div>"
+            + image(ksweep_png, "k sweep", "Purity, NMI and ARI against k, per method."))
+    return Section("ksweep", TITLES["ksweep"], body)
+
+
+def umap_section(methods: list[str], umaps: list) -> Section:
+    if len(methods) != len(umaps):
+        raise ValueError(f"report: {len(umaps)} UMAP figures for {len(methods)} methods")
+    figures = "".join(image(p, f"UMAP {m}", m) for m, p in zip(methods, umaps))
+    body = ("<div class=\"explain\">Two-dimensional UMAP projections of each method's gene "
+            "embeddings, coloured by curated complex. Genes of one complex forming a tight group "
+            "means the method captured that complex.</div>" f"<div class=\"grid\">{figures}</div>")
+    return Section("umap", TITLES["umap"], body)
+
+
+def dataset_section(obs: pd.DataFrame, controls: str | None, summary: pd.DataFrame) -> Section:
+    """Cells per gene and plate (from cells.h5 obs), and kept/dropped cells (preprocess summary)."""
+    genes = obs["gene"].astype(str)
+    is_ctrl = genes == str(controls)
+    n_genes = genes[~is_ctrl].nunique()
+    per_plate = (obs.assign(_ctrl=is_ctrl.to_numpy(), _gene=genes.where(~is_ctrl))
+                 .groupby(obs["plate"].astype(str))
+                 .agg(wells=("well", "nunique"), cells=("gene", "size"), genes=("_gene", "nunique"),
+                      control_cells=("_ctrl", "sum"))
+                 .reset_index().rename(columns={"plate": "Plate", "wells": "Wells", "cells": "Cells",
+                                                "genes": "Genes", "control_cells": "Control cells"}))
+    counts = [c for c in ("n_cells", "n_kept", "n_dropped_edge", "n_padded") if c in summary.columns]
+    by_plate = summary.groupby(summary["plate"].astype(str))[counts].sum().reset_index()
+    total = pd.DataFrame([{"plate": "all plates", **{c: summary[c].sum() for c in counts}}])
+    by_plate = pd.concat([by_plate, total], ignore_index=True)
+    body = (
+        f"<p>{len(obs):,} cells in <code>cells.h5</code>: {n_genes:,} targeted genes and "
+        f"{int(is_ctrl.sum()):,} control cells (<code>{esc(controls)}</code>), "
+        f"{obs['plate'].nunique()} plate(s).</p>"
+        + image(png(cells_figure(obs, controls)), "cells per gene and plate")
+        + "<h3>Cells per plate</h3>" + table(per_plate)
+        + "<h3>Cells kept and dropped during cropping</h3>"
+        "<div class=\"explain\"><b>n_cells</b>: cells in the input table; <b>n_kept</b>: cells "
+        "written to cells.h5; <b>n_dropped_edge</b>: cells too close to the tile edge for a full "
+        "crop (dropped); <b>n_padded</b>: crops completed by padding at the tile edge.</div>"
+        + table(by_plate)
+        + "<details><summary>Per well</summary>" + table(summary) + "</details>"
+    )
+    return Section("dataset", TITLES["dataset"], body)
+
+
+def preprocessing_section(flatfield_qc: list, percentiles: pd.DataFrame, zscore: pd.DataFrame,
+                          config: dict) -> Section:
+    low = _get(config, "preprocess", "rescale", "low", default="low")
+    high = _get(config, "preprocess", "rescale", "high", default="high")
+    figures = "".join(image(p, f"flatfield {i}", Path(p).stem) for i, p in enumerate(flatfield_qc))
+    body = (
+        "<h3>Illumination (flatfield) correction</h3>"
+        "<div class=\"explain\">Microscope illumination is uneven across the field of view. A "
+        "flatfield (and darkfield) profile is estimated per plate and channel with BaSiC and divided "
+        "out. The panels show the estimated profiles and example tiles before and after.</div>"
+        + (f"<div class=\"grid\">{figures}</div>" if figures
+           else "<p class=\"note\">Flatfield correction was not run.</p>")
+        + "<h3>Intensity rescaling</h3>"
+        f"<div class=\"explain\">Each channel is rescaled so that its {esc(low)}th percentile maps "
+        f"to 0 and its {esc(high)}th percentile to 1, clipping the rest.</div>"
+        + table(percentiles, digits=4)
+        + "<h3>Standardisation against controls</h3>"
+        "<div class=\"explain\">Per batch and channel, pixel intensities are z-scored with the mean "
+        "and standard deviation of the negative-control cells, so that control cells look alike "
+        "across batches.</div>"
+        + table(zscore, digits=4)
+    )
+    return Section("preprocessing", TITLES["preprocessing"], body)
+
+
+def ground_truth_section(curated: pd.DataFrame, log: pd.DataFrame, config: dict) -> Section:
+    """Kept complexes with their genes; dropped entries counted by reason."""
+    gt = _get(config, "evaluation", "ground_truth", default={}) or {}
+    kept = (curated.groupby("complex")["gene"]
+            .agg(n_genes="size", genes=_join_sorted)
+            .reset_index().sort_values(["n_genes", "complex"], ascending=[False, True]))
+    kept.columns = ["Complex", "Genes (n)", "Genes"]
+    if len(log):
+        dropped = (log.groupby("reason")
+                   .agg(entries=("reason", "size"), complexes=("complex", "nunique"),
+                        genes=("gene", "nunique")).reset_index())
+        dropped.columns = ["Reason", "Entries", "Complexes", "Genes"]
+        dropped_html = table(dropped)
+    else:
+        dropped_html = "<p class=\"note\">Nothing was dropped.</p>"
+    body = (
+        "<div class=\"explain\">The evaluation set is built from the complex file: complexes with at "
+        f"least {esc(gt.get('min_genes', '?'))} screened genes are kept, made non-overlapping (largest "
+        f"first, each gene in one complex only) and capped at {esc(gt.get('max_genes', '?'))} genes "
+        "by a seeded subsample. Control genes are never included.</div>"
+        f"<p>{curated['complex'].nunique()} complexes, {curated['gene'].nunique()} genes kept.</p>"
+        + table(kept) + "<h3>Dropped, by reason</h3>" + dropped_html
+    )
+    return Section("ground-truth", TITLES["ground-truth"], body)
+
+
+def training_section(training: dict) -> Section:
+    """Loss curves and sample grids per learned method; a note when none ran.
+
+    ``training`` maps method -> {"losses": TSV path (step + one column per loss),
+    "samples": image path}; either key may be missing.
+    """
+    if not training:
+        body = ("<p class=\"note\">No learned method ran in this run, so there are no training "
+                "curves. Enable a learned method in the config to see its losses and sample "
+                "images here.</p>")
+        return Section("training", TITLES["training"], body)
+    parts = ["<div class=\"explain\">Loss curves during training (lower is better) and images "
+             "sampled from each trained model.</div>"]
+    for method, files in training.items():
+        parts.append(f"<h3>{esc(method)}</h3>")
+        if files.get("losses"):
+            parts.append(image(png(loss_figure(read_table(files["losses"]), method)), f"{method} losses"))
+        if files.get("samples"):
+            parts.append(image(files["samples"], f"{method} samples", f"{method}: sample images"))
+    return Section("training", TITLES["training"], "".join(parts))
+
+
+def config_section(config: dict) -> Section:
+    text = yaml.safe_dump(_plain(config), sort_keys=False, default_flow_style=False)
+    return Section("config", TITLES["config"], f"<pre>{esc(text)}</pre>")
+
+
+def versions_section() -> Section:
+    df = pd.DataFrame(software_versions(), columns=["Software", "Version"])
+    return Section("versions", TITLES["versions"], table(df))
+
+
+
+def _plain(value):
+    """Plain dicts, lists and scalars (Snakemake's config classes and numpy types are not YAML-safe)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _join_sorted(values) -> str:
+    return ", ".join(sorted(map(str, values)))
