@@ -41,11 +41,12 @@ rule evaluate_method:
         ),
     params:
         cfg=config["evaluation"],
+        controls=config["controls"],
     log:
         "results/logs/evaluate_method/{method}.log",
     benchmark:
         "results/benchmarks/evaluate_method/{method}.tsv"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=30,

@@ -22,7 +22,7 @@ def write_embeddings(path: str | os.PathLike, genes, values: np.ndarray) -> None
         raise ValueError(f"embeddings: {values.shape} values for {len(genes)} genes")
     df = pd.DataFrame(values, columns=[f"dim_{i}" for i in range(values.shape[1])])
     df.insert(0, "gene", genes)
-    _check(df, path)
+    check_embeddings(df, path)
     write_table(df, path)
 
 
@@ -40,11 +40,15 @@ def read_embeddings(path: str | os.PathLike) -> pd.DataFrame:
     if df.shape[1] < 2:
         raise InputError(f"{path}: no embedding dimensions after the 'gene' column.")
     df["gene"] = df["gene"].astype(str)
-    _check(df, path)
+    check_embeddings(df, path)
     return df.set_index("gene").astype(np.float64)
 
 
-def _check(df: pd.DataFrame, path) -> None:
+def check_embeddings(df: pd.DataFrame, path) -> None:
+    """Raise InputError naming ``path`` for duplicate genes or NaN/inf/non-numeric values.
+
+    ``df`` has a ``gene`` column followed by the dimension columns.
+    """
     dup = df["gene"].duplicated()
     if dup.any():
         raise InputError(f"{path}: gene {df['gene'][dup].iloc[0]!r} has more than one row "

@@ -1,0 +1,214 @@
+"""One method's embeddings against the curated complexes, end to end; the combined table.
+
+:func:`evaluate_embeddings` writes into its output folder:
+
+- ``metrics.tsv``: one row (columns :data:`METRIC_COLUMNS`);
+- ``ap_per_gene.tsv`` (gene, complex, average_precision, n_pos_pairs, n_total_pairs,
+  p_value) and ``map_per_complex.tsv`` (complex, mean_average_precision, p_value,
+  corrected_p_value, significant);
+- ``kmeans_runs.tsv``: the runs at k = number of complexes (k, run, seed, purity, nmi,
+  ari, inertia, n_iter);
+- ``ksweep.tsv`` (method, k, n_runs, purity/nmi/ari mean and sd) and ``ksweep.png``;
+- ``umap.tsv`` (gene, complex, umap_1, umap_2) and ``umap.png``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..io.atomic import atomic_path
+from ..io.embeddings import check_embeddings
+from ..io.errors import InputError
+from ..io.tables import read_table, write_table
+from .average_precision import gene_average_precision, map_significance
+from .clustering import SCORES, k_sweep, summarise
+from .recall import known_relationship_recall
+from .umap_plot import plot_umap, umap_coordinates
+
+logger = logging.getLogger(__name__)
+
+METRIC_COLUMNS = [
+    "method", "mAP", "purity_mean", "purity_sd", "nmi_mean", "nmi_sd", "ari_mean", "ari_sd",
+    "recall", "n_genes_embedded", "n_genes_evaluated", "n_complexes", "n_genes_ignored",
+    "n_genes_curated", "coverage", "coverage_warning", "map_p_value", "map_fraction_significant",
+    "k", "n_runs", "kmeans_seed", "map_null_size", "map_seed", "recall_percentile", "umap_seed",
+]
+"""Columns of ``metrics.tsv``, in order."""
+
+MIN_COVERAGE = 0.5
+"""Below this fraction of curated genes present in the embedding, a warning is raised."""
+
+
+def evaluate_embeddings(embeddings: pd.DataFrame, curated: pd.DataFrame, cfg: dict, method: str,
+                        out_dir: str | os.PathLike, controls: str | None = None,
+                        threads: int | None = None) -> pd.Series:
+    """Score one method's gene embeddings against curated complexes; write ``out_dir``.
+
+    ``embeddings``: float frame indexed by gene (one row per gene, no NaN); rows of the
+    ``controls`` label are dropped, genes absent from ``curated`` are ignored (counted in
+    ``n_genes_ignored``). ``curated``: columns ``gene, complex``, as from
+    :func:`opsembed.evaluate.curate.curate_complexes`. Evaluation runs on the curated genes
+    present in the embedding; complexes left with fewer than 2 of them are dropped.
+    When fewer than ``MIN_COVERAGE`` of the curated genes are present a warning is logged
+    and ``coverage_warning`` is True. ``cfg`` is the config's ``evaluation`` block
+    (``map``, ``kmeans``, ``recall``, ``umap`` are used). ``threads`` sets torch's thread
+    count for the k-means (None: leave it). Returns the metrics row (index
+    :data:`METRIC_COLUMNS`). Raises InputError on duplicate genes, NaN/inf or all-zero
+    rows, or when fewer than 2 complexes can be evaluated.
+    """
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    frame = embeddings.copy()
+    frame.index = frame.index.astype(str)
+    check_embeddings(frame.rename_axis("gene").reset_index(), f"embeddings of {method!r}")
+    if controls is not None:
+        frame = frame.drop(index=str(controls), errors="ignore")
+    zero = np.linalg.norm(frame.to_numpy(dtype=np.float64), axis=1) == 0
+    if zero.any():
+        raise InputError(f"embeddings of {method!r}: gene {frame.index[zero][0]!r} has an all-zero "
+                         f"vector ({int(zero.sum())} such gene(s)); cosine similarity is undefined. "
+                         "Drop those genes.")
+    curated = curated[["gene", "complex"]].astype(str)
+    present = curated[curated["gene"].isin(frame.index)]
+    sizes = present["complex"].value_counts()
+    evaluated = present[present["complex"].isin(sizes.index[sizes >= 2])]
+    evaluated = evaluated.sort_values(["complex", "gene"], ignore_index=True)
+    n_curated = len(curated)
+    coverage = len(present) / n_curated if n_curated else 0.0
+    counts = dict(n_genes_embedded=len(frame), n_genes_evaluated=len(evaluated),
+                  n_complexes=int(evaluated["complex"].nunique()),
+                  n_genes_ignored=int((~frame.index.isin(curated["gene"])).sum()),
+                  n_genes_curated=n_curated, coverage=coverage,
+                  coverage_warning=bool(coverage < MIN_COVERAGE))
+    if counts["coverage_warning"]:
+        logger.warning("%s: only %d of %d curated genes (%.0f%%) have an embedding; the scores "
+                       "rest on few genes.", method, len(present), n_curated, 100 * coverage)
+    if counts["n_complexes"] < 2:
+        raise InputError(f"embeddings of {method!r}: only {counts['n_complexes']} complex(es) have "
+                         f">= 2 embedded genes ({len(present)} of {n_curated} curated genes are in "
+                         "the embedding). Check that gene names match the ground truth.")
+    values = frame.loc[evaluated["gene"]].to_numpy(dtype=np.float64)
+    genes, labels = evaluated["gene"].to_numpy(), evaluated["complex"].to_numpy()
+    truth = pd.factorize(labels, sort=True)[0]
+    logger.info("%s: %d genes in %d complexes (%d embedded genes ignored)", method, len(genes),
+                counts["n_complexes"], counts["n_genes_ignored"])
+
+    m, km, rc, um = cfg["map"], cfg["kmeans"], cfg["recall"], cfg["umap"]
+    ap = gene_average_precision(values, genes, labels, m["null_size"], m["seed"])
+    per_complex, map_p = map_significance(ap, m["null_size"], m["seed"])
+    t1 = time.perf_counter()
+
+    k = counts["n_complexes"]
+    sweep_ks = list(range(km["k_min"], min(km["k_max"], len(genes) - 1) + 1))
+    with _torch_threads(threads):
+        runs = k_sweep(values, truth, sorted(set(sweep_ks) | {k}), km["n_runs"],
+                       km["max_iter"], km["seed"])
+    main = runs[runs["k"] == k].reset_index(drop=True)
+    sweep = summarise(runs[runs["k"].isin(sweep_ks)])
+    sweep.insert(0, "method", method)
+    t2 = time.perf_counter()
+
+    recall = known_relationship_recall(values, labels, rc["percentile"])
+    coords = umap_coordinates(values, um["n_neighbors"], um["min_dist"], um["seed"])
+    umap_table = pd.DataFrame({"gene": genes, "complex": labels,
+                               "umap_1": coords[:, 0], "umap_2": coords[:, 1]})
+    t3 = time.perf_counter()
+
+    row = {"method": method, "mAP": float(ap["average_precision"].mean())}
+    for s in SCORES:
+        row[f"{s}_mean"] = float(main[s].mean())
+        row[f"{s}_sd"] = float(main[s].std(ddof=0))
+    row["recall"] = recall
+    row.update(counts)
+    row.update(map_p_value=map_p,
+               map_fraction_significant=float(per_complex["significant"].mean()),
+               k=k, n_runs=km["n_runs"], kmeans_seed=km["seed"], map_null_size=m["null_size"],
+               map_seed=m["seed"], recall_percentile=rc["percentile"], umap_seed=um["seed"])
+    metrics = pd.Series(row)[METRIC_COLUMNS]
+
+    write_table(ap, out / "ap_per_gene.tsv")
+    write_table(per_complex, out / "map_per_complex.tsv")
+    write_table(main, out / "kmeans_runs.tsv")
+    write_table(sweep, out / "ksweep.tsv")
+    write_table(umap_table, out / "umap.tsv")
+    plot_umap(umap_table, out / "umap.png", f"{method}: {len(genes)} genes, {k} complexes")
+    plot_ksweep([sweep], out / "ksweep.png", marks=[k])
+    write_table(metrics.to_frame().T, out / "metrics.tsv")
+    logger.info("%s evaluated in %.2f s (mAP %.2f s, %d k-means runs %.2f s, recall+UMAP %.2f s): "
+                "mAP %.3f, purity %.3f, NMI %.3f, ARI %.3f, recall %.3f", method,
+                time.perf_counter() - t0, t1 - t0, len(runs), t2 - t1, t3 - t2, row["mAP"],
+                row["purity_mean"], row["nmi_mean"], row["ari_mean"], recall)
+    return metrics
+
+
+def plot_ksweep(sweeps: list[pd.DataFrame], path: str | os.PathLike, marks=()) -> None:
+    """Purity, NMI and ARI against k, mean line and shaded +/- sd, one line per method.
+
+    ``sweeps``: tables as in ``ksweep.tsv`` (column ``method`` names the line); ``marks``:
+    k values drawn as dashed vertical lines (the number of complexes).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharex=True)
+    for ax, score, name in zip(axes, SCORES, ["purity", "NMI", "ARI"]):
+        for sweep in sweeps:
+            if len(sweep) == 0:
+                continue
+            mean, sd = sweep[f"{score}_mean"], sweep[f"{score}_sd"]
+            line, = ax.plot(sweep["k"], mean, label=str(sweep["method"].iloc[0]), lw=1.5)
+            ax.fill_between(sweep["k"], mean - sd, mean + sd, color=line.get_color(), alpha=0.2)
+        for k in sorted(set(marks)):
+            ax.axvline(k, color="grey", ls="--", lw=0.8)
+        ax.set_xlabel("k (clusters)")
+        ax.set_title(name)
+    if not any(len(s) for s in sweeps):
+        axes[1].text(0.5, 0.5, "no k in [k_min, k_max] below the number of genes",
+                     ha="center", va="center", transform=axes[1].transAxes)
+    else:
+        axes[-1].legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+
+
+def combine_metrics(metric_paths, ksweep_paths, out_tsv: str | os.PathLike,
+                    out_png: str | os.PathLike) -> pd.DataFrame:
+    """One-row-per-method table of the ``metrics.tsv`` files and the combined k-sweep figure.
+
+    Rows keep the order of ``metric_paths``; a method appearing twice raises InputError.
+    Returns the table written to ``out_tsv``.
+    """
+    table = pd.concat([read_table(p) for p in metric_paths], ignore_index=True)
+    dup = table["method"].duplicated()
+    if dup.any():
+        raise InputError(f"combine_metrics: method {table['method'][dup].iloc[0]!r} appears in more "
+                         "than one metrics file.")
+    write_table(table, out_tsv)
+    sweeps = [read_table(p) for p in ksweep_paths]
+    plot_ksweep(sweeps, out_png, marks=table["k"].astype(int).tolist())
+    return table
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None):
+    """Temporarily set torch's intra-op thread count (no-op for None)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

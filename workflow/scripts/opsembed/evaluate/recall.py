@@ -1,0 +1,35 @@
+"""Known-relationship recall (EFAAR benchmark, Celik et al. 2024).
+
+Over all unordered pairs of evaluated genes, take the cosine similarity; a pair is
+"extreme" when its similarity is at or below the ``percentile``-th percentile or at or
+above the ``(100 - percentile)``-th percentile of all pairs (``numpy.percentile``,
+linear interpolation). Recall is the fraction of same-complex pairs that are extreme
+(chance level: ``2 * percentile / 100``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def cosine_similarity(values: np.ndarray) -> np.ndarray:
+    """Cosine similarity matrix float64 (n, n) of the rows of ``values`` (n, d), non-zero rows."""
+    X = np.asarray(values, dtype=np.float64)
+    X = X / np.linalg.norm(X, axis=1, keepdims=True)
+    return X @ X.T
+
+
+def known_relationship_recall(values: np.ndarray, complexes, percentile: float) -> float:
+    """Fraction of same-complex gene pairs whose cosine similarity is in either tail.
+
+    ``values`` (n, d) embeddings, ``complexes`` length-n labels, ``percentile`` in (0, 50].
+    """
+    labels = np.asarray(complexes)
+    i, j = np.triu_indices(len(labels), k=1)
+    sims = cosine_similarity(values)[i, j]
+    low, high = np.percentile(sims, [percentile, 100.0 - percentile])
+    same = labels[i] == labels[j]
+    if not same.any():
+        raise ValueError("known_relationship_recall: no pair of genes shares a complex")
+    extreme = (sims <= low) | (sims >= high)
+    return float(extreme[same].mean())
