@@ -18,7 +18,7 @@ import pandas as pd
 
 RULES = {  # rule -> threads declared in rules/preprocess.smk
     "validate_inputs": 1,
-    "fit_flatfield": 2,
+    "fit_flatfield": 1,
     "rescale_percentiles": 1,
     "crop_well": 1,
     "merge_cells": 1,

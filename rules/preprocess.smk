@@ -51,7 +51,7 @@ rule fit_flatfield:
         "results/logs/fit_flatfield/{plate}.log",
     benchmark:
         "results/benchmarks/fit_flatfield/{plate}.tsv"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=60,
@@ -79,6 +79,7 @@ rule rescale_percentiles:
         channels=config["channels"],
         plates=PLATES,
         seed=config["seed"],
+        tiles=tiles_pattern,
     log:
         "results/logs/rescale_percentiles.log",
     benchmark:

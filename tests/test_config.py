@@ -27,6 +27,8 @@ def test_defaults_fill_an_empty_config_like_the_demo():
     validate(empty, SCHEMA)
     demo = _load("config.yaml")
     validate(demo, SCHEMA)
+    assert demo["preprocess"]["flatfield"].pop("offset") == 100  # the simulated camera's offset
+    assert empty["preprocess"]["flatfield"].pop("offset") == 0
     assert empty == demo
 
 

@@ -1,0 +1,117 @@
+"""BaSiC flatfield fitting recovers a known vignetting field; the model file and correction."""
+
+import numpy as np
+import pytest
+import tifffile
+from scipy.ndimage import gaussian_filter
+
+from opsembed.preprocess.flatfield import correct, fit_basic, load_model, run_fit_flatfield, sample_paths
+
+SIZE = 128  # BaSiC's working size: no resampling inside the fit
+
+
+def _vignetting() -> np.ndarray:
+    """Smooth off-centre field, 1.0 at its peak falling to about 0.45 in the far corner."""
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE] / SIZE
+    return (1.0 - 0.6 * ((yy - 0.4) ** 2 + (xx - 0.6) ** 2) / 0.52).astype(np.float32)
+
+
+def _tiles(n: int, field: np.ndarray, offset: float, seed: int = 0) -> np.ndarray:
+    """(n, 1, Y, X) random cell-like texture times ``field`` plus a constant dark ``offset``."""
+    rng = np.random.default_rng(seed)
+    texture = np.stack([gaussian_filter(rng.gamma(2.0, 100.0, (SIZE, SIZE)), 2) for _ in range(n)])
+    return (texture * field + offset).astype(np.float32)[:, None]
+
+
+def test_known_vignetting_field_is_recovered():
+    field = _vignetting()
+    flat, dark = fit_basic(_tiles(24, field, 0.0), get_darkfield=False)
+    assert flat.shape == dark.shape == (1, SIZE, SIZE) and flat.dtype == np.float32
+    assert flat.mean() == pytest.approx(1.0, abs=1e-5)
+    assert not dark.any()
+    truth = field / field.mean()
+    assert np.corrcoef(flat[0].ravel(), truth.ravel())[0, 1] > 0.98
+    relative_error = np.abs(flat[0] / truth - 1)
+    assert relative_error.mean() < 0.03 and relative_error.max() < 0.2  # worst in the far corner
+
+
+def test_darkfield_is_in_raw_units_and_correction_flattens():
+    field = _vignetting()
+    tiles = _tiles(24, field, offset=40.0, seed=3)
+    flat, dark = fit_basic(tiles, get_darkfield=True)
+    truth = field / field.mean()
+    assert np.corrcoef(flat[0].ravel(), truth.ravel())[0, 1] > 0.95
+    assert 0 < dark.mean() < 100  # the true offset is 40 raw units; BaSiC's estimate is rough
+    # the corrected mean image is much flatter than the raw one (coefficient of variation)
+    raw_mean = tiles[:, 0].mean(0)
+    fixed_mean = np.mean([correct(t, flat, dark)[0] for t in tiles], axis=0)
+    cv = lambda im: gaussian_filter(im, 4).std() / im.mean()  # noqa: E731
+    assert cv(fixed_mean) < 0.3 * cv(raw_mean)
+
+
+def test_correct_is_dark_subtracted_then_divided():
+    raw = np.full((2, 2, 2), 10.0, np.float32)
+    flat = np.array([[[1.0, 2.0], [0.5, 1.0]]] * 2, np.float32)
+    dark = np.full((2, 2, 2), 2.0, np.float32)
+    np.testing.assert_allclose(correct(raw, flat, dark)[0], [[8.0, 4.0], [16.0, 8.0]])
+
+
+def test_sample_paths_is_seeded_and_order_free():
+    paths = [f"t{i}.tif" for i in range(10)]
+    a = sample_paths(paths, 4, seed=5)
+    assert a == sample_paths(list(reversed(paths)), 4, seed=5)
+    assert len(set(a)) == 4 and set(a) <= set(paths)
+    assert sample_paths(paths, 40, seed=5) == sorted(paths)
+
+
+def test_run_fit_flatfield_writes_model_and_qc(tmp_path):
+    field = _vignetting()
+    tiles = np.concatenate([_tiles(6, field, 0.0), _tiles(6, field[::-1], 0.0, seed=1)], axis=1)
+    paths = []
+    for i, tile in enumerate(tiles):
+        paths.append(tmp_path / f"t{i}.tif")
+        tifffile.imwrite(paths[-1], tile.astype(np.uint16))
+    cfg = {"enabled": True, "n_tiles": 5, "get_darkfield": False}
+    run_fit_flatfield(paths, tmp_path / "ff.npz", tmp_path / "ff.png", cfg, ["a", "b"], 0, "P1")
+    flat, dark, channels = load_model(tmp_path / "ff.npz")
+    assert channels == ["a", "b"] and flat.shape == (2, SIZE, SIZE) and not dark.any()
+    with np.load(tmp_path / "ff.npz") as data:
+        assert len(data["tiles"]) == 5
+    # channel b saw the field flipped upside down
+    assert np.corrcoef(flat[0].ravel(), field.ravel())[0, 1] > 0.9
+    assert np.corrcoef(flat[1].ravel(), field[::-1].ravel())[0, 1] > 0.9
+    assert (tmp_path / "ff.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_disabled_flatfield_is_identity(tmp_path):
+    tifffile.imwrite(tmp_path / "t.tif", np.zeros((3, 20, 30), np.uint8), photometric="minisblack")
+    cfg = {"enabled": False, "n_tiles": 5, "get_darkfield": True}
+    run_fit_flatfield([tmp_path / "t.tif"], tmp_path / "ff.npz", tmp_path / "ff.png", cfg, ["a", "b", "c"], 0, "P")
+    flat, dark, _ = load_model(tmp_path / "ff.npz")
+    assert flat.shape == (3, 20, 30) and (flat == 1).all() and (dark == 0).all()
+
+
+def _sparse_cells(n: int, field: np.ndarray, offset: float, seed: int = 0) -> np.ndarray:
+    """(n, 1, Y, X) sparse bright blobs on a dark background, times ``field``, plus ``offset``."""
+    rng = np.random.default_rng(seed)
+    tiles = []
+    for _ in range(n):
+        spots = np.zeros((SIZE, SIZE))
+        spots[rng.integers(0, SIZE, 25), rng.integers(0, SIZE, 25)] = rng.gamma(4.0, 2000.0, 25)
+        tiles.append(gaussian_filter(spots, 4) + 5.0)
+    return (np.stack(tiles) * field + offset).astype(np.float32)[:, None]
+
+
+def test_configured_camera_offset_restores_the_vignetting_amplitude(tmp_path):
+    field = _vignetting()
+    paths = []
+    for i, tile in enumerate(_sparse_cells(24, field, offset=100.0, seed=1)):
+        paths.append(tmp_path / f"t{i}.tif")
+        tifffile.imwrite(paths[-1], tile.astype(np.uint16), photometric="minisblack")
+    cfg = {"enabled": True, "n_tiles": 24, "get_darkfield": False, "offset": 100.0}
+    run_fit_flatfield(paths, tmp_path / "ff.npz", tmp_path / "ff.png", cfg, ["DNA"], 0, "P1")
+    flat, dark, _ = load_model(tmp_path / "ff.npz")
+    truth = field / field.mean()
+    np.testing.assert_allclose(dark, 100.0)  # the offset lives in the darkfield
+    amplitude = np.ptp(gaussian_filter(flat[0], 4)) / np.ptp(gaussian_filter(truth, 4))
+    assert 0.8 < amplitude < 1.2

@@ -1,0 +1,114 @@
+"""Robust intensity rescaling (rule rescale_percentiles).
+
+Per plate and channel, the ``low`` and ``high`` percentiles of flatfield-corrected pixels
+of sampled tiles (``scope="screen"``: of all plates' samples pooled) define the map
+``(v - low) / (high - low)`` clipped to [0, 1].
+Table columns: plate, channel, low, high, low_pct, high_pct, scope.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from ..io.errors import InputError
+from ..io.tables import read_table, write_table
+from ..io.tiles import read_tile, tile_path
+from .flatfield import correct, load_model, sample_paths
+
+log = logging.getLogger(__name__)
+
+PIXELS_PER_TILE = 2 ** 16
+"""At most this many pixels per sampled tile enter the percentile estimate (all when fewer)."""
+
+
+def percentile_map(values: np.ndarray, low, high) -> np.ndarray:
+    """``(values - low) / (high - low)`` clipped to [0, 1], float32.
+
+    ``values`` is (C, ...) and ``low``/``high`` are (C,) (or scalars); requires high > low.
+    """
+    values = np.asarray(values, dtype=np.float32)
+    shape = (-1,) + (1,) * (values.ndim - 1)
+    low = np.asarray(low, dtype=np.float32).reshape(shape) if np.ndim(low) else np.float32(low)
+    high = np.asarray(high, dtype=np.float32).reshape(shape) if np.ndim(high) else np.float32(high)
+    return np.clip((values - low) / (high - low), 0.0, 1.0)
+
+
+def sample_pixels(image: np.ndarray, rng: np.random.Generator, max_pixels: int = PIXELS_PER_TILE) -> np.ndarray:
+    """(C, n) pixel values of a (C, Y, X) image: all pixels, or ``max_pixels`` drawn without replacement."""
+    flat = image.reshape(image.shape[0], -1)
+    if flat.shape[1] <= max_pixels:
+        return flat
+    return flat[:, rng.choice(flat.shape[1], size=max_pixels, replace=False)]
+
+
+def estimate_percentiles(samples: dict[str, np.ndarray], channels: list[str], low_pct: float,
+                         high_pct: float, scope: str) -> pd.DataFrame:
+    """Percentile table from per-plate pixel samples (plate -> (C, n) array).
+
+    ``np.percentile`` (linear interpolation) on each plate's sample (``scope="plate"``) or
+    on all samples pooled (``scope="screen"``, the same values for every plate).
+    Raises InputError when high <= low (a constant channel in the sample).
+    """
+    if scope not in ("plate", "screen"):
+        raise ValueError(f"rescale scope must be 'plate' or 'screen', not {scope!r}")
+    if scope == "screen":
+        pooled = np.concatenate(list(samples.values()), axis=1)
+        values = {plate: np.percentile(pooled, [low_pct, high_pct], axis=1) for plate in samples}
+    else:
+        values = {plate: np.percentile(s, [low_pct, high_pct], axis=1) for plate, s in samples.items()}
+    rows = []
+    for plate, (low, high) in values.items():
+        for c, channel in enumerate(channels):
+            if not high[c] > low[c]:
+                raise InputError(f"plate {plate}, channel {channel!r}: the {high_pct} percentile "
+                                 f"({high[c]}) is not above the {low_pct} percentile ({low[c]}) in the "
+                                 "sampled tiles; the channel is constant. Check the tiles or `channels`.")
+            rows.append({"plate": str(plate), "channel": channel, "low": float(low[c]),
+                         "high": float(high[c]), "low_pct": float(low_pct),
+                         "high_pct": float(high_pct), "scope": scope})
+    return pd.DataFrame(rows, columns=["plate", "channel", "low", "high", "low_pct", "high_pct", "scope"])
+
+
+def load_percentiles(path, plate, channels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high), each float32 (C,) in ``channels`` order, for ``plate`` from the table."""
+    table = read_table(path)
+    table = table[table["plate"].astype(str) == str(plate)].set_index("channel")
+    missing = [c for c in channels if c not in table.index]
+    if missing:
+        raise ValueError(f"{path}: no percentiles for plate {plate!r}, channel(s) {missing}")
+    table = table.loc[channels]
+    return table["low"].to_numpy(np.float32), table["high"].to_numpy(np.float32)
+
+
+def run_rescale_percentiles(cells_path, flatfield_paths, table_path, qc_path, cfg: dict,
+                            channels: list[str], plates, seed: int, tiles_pattern: str) -> None:
+    """Sample ``cfg["n_tiles"]`` tiles per plate, correct them, estimate and write the table.
+
+    ``flatfield_paths`` are the plates' models in ``plates`` order. The tiles of a plate are
+    those named by the cell table through ``tiles_pattern``; sampling is seeded by ``seed``.
+    ``qc_path`` (None to skip) receives histograms with the percentile lines.
+    """
+    cells = read_table(cells_path, columns=["plate", "well", "tile"])
+    cells = cells.astype(str).drop_duplicates()
+    rng = np.random.default_rng(seed)
+    samples = {}
+    for plate, model_path in zip(map(str, plates), flatfield_paths):
+        flatfield, darkfield, _ = load_model(model_path)
+        keys = cells[cells["plate"] == plate]
+        paths = [tile_path(tiles_pattern, plate, w, t) for w, t in zip(keys["well"], keys["tile"])]
+        chosen = sample_paths(paths, int(cfg["n_tiles"]), seed)
+        parts = [sample_pixels(correct(read_tile(p, len(channels)), flatfield, darkfield), rng)
+                 for p in tqdm(chosen, desc=f"plate {plate}", unit="tile")]
+        samples[plate] = np.concatenate(parts, axis=1)
+        log.info("plate %s: %d pixels per channel from %d tiles", plate, samples[plate].shape[1], len(chosen))
+    table = estimate_percentiles(samples, channels, float(cfg["low"]), float(cfg["high"]), cfg["scope"])
+    log.info("percentiles (scope %s):\n%s", cfg["scope"], table.to_string(index=False))
+    write_table(table, table_path)
+    if qc_path is not None:
+        from .qc import plot_histograms, save_figure
+
+        save_figure(plot_histograms(samples, table, channels), qc_path)

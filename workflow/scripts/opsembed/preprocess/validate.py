@@ -1,0 +1,123 @@
+"""Input validation (rule validate_inputs): every check that can fail runs before long work."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from ..io.cells import read_cells
+from ..io.errors import InputError
+from ..io.ground_truth import read_complexes
+from ..io.tables import write_table
+from ..io.tiles import tile_path, tile_shape
+from .crops import centre_index
+
+log = logging.getLogger(__name__)
+
+MAX_LISTED = 20
+"""Genes listed by name in the missing-from-ground-truth warning."""
+
+
+def validate_inputs(
+    cells_path: str | os.PathLike,
+    ground_truth_path: str | os.PathLike,
+    columns: dict[str, str] | None,
+    channels: list[str],
+    controls: str,
+    batch_key: str,
+    tiles_pattern: str,
+    crop_size: int,
+) -> pd.DataFrame:
+    """Check the cell table, the tiles and the ground truth; return the cell table.
+
+    Returns ``read_cells(cells_path, columns)`` plus a str ``batch`` column (the
+    ``batch_key`` column as str). Raises InputError, naming the file and row, for:
+    an unknown ``batch_key``; a batch without ``controls`` cells; a missing or unreadable
+    tile; a tile whose channel count differs from ``len(channels)``; tiles of unequal
+    (C, Y, X); a crop larger than the tiles; a cell whose centre pixel lies outside its
+    tile. Genes absent from the ground truth are only logged as a WARNING.
+    Each tile's header is read once (``tile_shape``); no pixels are read.
+    """
+    cells = read_cells(cells_path, columns)
+    if batch_key not in cells.columns:
+        raise InputError(f"{cells_path}: batch_key {batch_key!r} is not a column of the cell table. "
+                         f"Available columns: {list(cells.columns)}. Set batch_key in your config.")
+    cells["batch"] = cells[batch_key].astype(str)
+    _check_controls(cells, cells_path, controls, batch_key)
+    shapes = _tile_shapes(cells, tiles_pattern, len(channels))
+    _check_coordinates(cells, cells_path, shapes, tiles_pattern)
+    (n_channels, height, width), = set(shapes.values())
+    if crop_size > min(height, width):
+        raise InputError(f"preprocess.crop.size = {crop_size} exceeds the tile size {height}x{width}. "
+                         "Choose a smaller crop size.")
+    _warn_missing_genes(cells, ground_truth_path, controls)
+    log.info("validated %d cells, %d tiles of shape (C, Y, X) = %s, %d batches by %r",
+             len(cells), len(shapes), (n_channels, height, width), cells["batch"].nunique(), batch_key)
+    return cells
+
+
+def run_validate_inputs(cells_path, ground_truth_path, out_path, columns, channels, controls,
+                        batch_key, tiles_pattern, crop_size) -> None:
+    """Validate (see ``validate_inputs``) and write the cell table to ``out_path`` (parquet)."""
+    cells = validate_inputs(cells_path, ground_truth_path, columns, channels, controls,
+                            batch_key, tiles_pattern, crop_size)
+    write_table(cells, out_path)
+
+
+def _check_controls(cells: pd.DataFrame, path, controls: str, batch_key: str) -> None:
+    has_controls = cells["gene"].eq(controls).groupby(cells["batch"]).any()
+    lacking = list(has_controls.index[~has_controls.to_numpy()])
+    if lacking:
+        raise InputError(f"{path}: batch(es) {lacking[:MAX_LISTED]} (batch_key {batch_key!r}) have no "
+                         f"control cells (gene == {controls!r}); z-scoring needs controls in every "
+                         "batch. Check `controls` and `batch_key` in your config.")
+
+
+def _tile_shapes(cells: pd.DataFrame, pattern: str, n_channels: int) -> dict[tuple, tuple]:
+    """(plate, well, tile) -> (C, Y, X) for each distinct tile, all checked equal."""
+    keys = cells[["plate", "well", "tile"]].drop_duplicates()
+    shapes = {}
+    first = None
+    for key in tqdm(list(keys.itertuples(index=False, name=None)), desc="tile headers", unit="tile"):
+        path = tile_path(pattern, *key)
+        shape = tile_shape(path)
+        if shape[0] != n_channels:
+            raise InputError(f"{path}: tile has {shape[0]} channel(s) but config `channels` lists "
+                             f"{n_channels}. Fix `channels` or the tile files.")
+        if first is None:
+            first = (path, shape)
+        elif shape != first[1]:
+            raise InputError(f"{path}: tile shape (C, Y, X) = {shape} differs from {first[1]} of "
+                             f"{first[0]}. All tiles must have the same shape.")
+        shapes[key] = shape
+    return shapes
+
+
+def _check_coordinates(cells: pd.DataFrame, path, shapes: dict, pattern: str) -> None:
+    """Centre pixels ``centre_index(y), centre_index(x)`` must lie inside the tile."""
+    (_, height, width), = set(shapes.values())
+    cy, cx = centre_index(cells["y"].to_numpy()), centre_index(cells["x"].to_numpy())
+    bad = (cy < 0) | (cy >= height) | (cx < 0) | (cx >= width)
+    if bad.any():
+        i = int(np.argmax(bad))
+        row = cells.iloc[i]
+        raise InputError(
+            f"{path}: row {i + 1} (cell_id {row['cell_id']!r}) has (y, x) = ({row['y']}, {row['x']}) "
+            f"outside its tile {tile_path(pattern, row['plate'], row['well'], row['tile'])} of "
+            f"{height}x{width} pixels (valid: -0.5 <= y < {height - 0.5}, -0.5 <= x < {width - 0.5}; "
+            f"{int(bad.sum())} such cell(s)). Check the y/x columns (input.columns) and the tile pattern."
+        )
+
+
+def _warn_missing_genes(cells: pd.DataFrame, ground_truth_path, controls: str) -> None:
+    known = set(read_complexes(ground_truth_path)["gene"])
+    genes = sorted(set(cells["gene"]) - {controls})
+    missing = [g for g in genes if g not in known]
+    if missing:
+        log.warning("%d of %d genes are absent from the ground truth %s (they get embeddings but no "
+                    "benchmark pairs): %s%s", len(missing), len(genes), ground_truth_path,
+                    ", ".join(missing[:MAX_LISTED]), " ..." if len(missing) > MAX_LISTED else "")

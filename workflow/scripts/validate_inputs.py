@@ -1,0 +1,16 @@
+"""Check the cell table, tiles and ground truth before any long work (rule validate_inputs)."""
+from opsembed.io.logs import script_logging
+from opsembed.preprocess.validate import run_validate_inputs
+
+with script_logging(snakemake.log[0]):  # noqa: F821  (snakemake is injected)
+    run_validate_inputs(
+        snakemake.input.cells,  # noqa: F821
+        snakemake.input.ground_truth,  # noqa: F821
+        snakemake.output.cells,  # noqa: F821
+        columns=snakemake.params.columns,  # noqa: F821
+        channels=list(snakemake.params.channels),  # noqa: F821
+        controls=snakemake.params.controls,  # noqa: F821
+        batch_key=snakemake.params.batch_key,  # noqa: F821
+        tiles_pattern=snakemake.params.tiles,  # noqa: F821
+        crop_size=int(snakemake.params.crop_size),  # noqa: F821
+    )
