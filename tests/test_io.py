@@ -77,7 +77,7 @@ def test_read_cells_rejects_duplicate_cell_ids(tmp_path):
 
 def test_read_tile_shapes_and_errors(tmp_path):
     tifffile.imwrite(tmp_path / "two_d.tif", np.arange(12, dtype=np.uint8).reshape(3, 4))
-    tifffile.imwrite(tmp_path / "three.tif", np.ones((3, 4, 5), dtype=np.uint16))
+    tifffile.imwrite(tmp_path / "three.tif", np.ones((3, 4, 5), dtype=np.uint16), photometric="minisblack")
     (tmp_path / "bad.tif").write_bytes(b"not a tiff at all")
     two_d = read_tile(tmp_path / "two_d.tif")
     assert two_d.shape == (1, 3, 4) and two_d.dtype == np.float32 and two_d[0, 2, 3] == 11

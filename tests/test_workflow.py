@@ -65,7 +65,7 @@ def tiny_run(tmp_path_factory):
     config.write_text(yaml.safe_dump(TINY))
     base = ["--cores", "2", "--directory", str(work), "--snakefile", str(REPO / "Snakefile"),
             "--configfile", str(REPO / "config" / "config.yaml"), str(config)]
-    preprocess = _run(base + ["all_preprocess"])
+    preprocess = _run(["all_preprocess"] + base)
     return work, base, preprocess
 
 
@@ -104,7 +104,7 @@ def test_all_preprocess_builds_cells_h5(tiny_run):
 @pytest.mark.integration
 def test_full_run_writes_the_report(tiny_run):
     work, base, _ = tiny_run
-    _run(base + ["all"])
+    _run(["all"] + base)
     metrics = pd.read_csv(work / "results" / "evaluation" / "metrics.tsv", sep="\t")
     assert {"random", "engineered"} <= set(metrics["method"])
     html = (work / "results" / "report.html").read_text()
