@@ -1,0 +1,99 @@
+"""GRAPE / IMPA networks: shapes, heads, initialisation, attention switch."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gan_cells import one_thread  # noqa: F401  (fixture)
+from opsembed.models.blocks import AdaIN, AdainResBlk, ResBlk, channel_widths, he_init
+from opsembed.models.grape import Discriminator, build_grape
+from opsembed.models.impa import build_impa
+from opsembed.train.grape_trainer import grape_config
+from opsembed.train.impa_trainer import impa_config
+
+TINY = {"image_size": 16, "dim_in": 4, "max_conv_dim": 8, "style_dim": 4, "embed_dim": 8, "mapping_hidden": 8}
+
+
+def test_block_shapes():
+    x = torch.randn(2, 4, 16, 16)
+    s = torch.randn(2, 5)
+    assert ResBlk(4, 8, normalize=True, downsample=True)(x).shape == (2, 8, 8, 8)
+    assert ResBlk(4, 4)(x).shape == (2, 4, 16, 16)
+    assert AdainResBlk(4, 2, 5, upsample=True)(x, s).shape == (2, 2, 32, 32)
+    assert channel_widths(4, 10, 3) == [4, 8, 10, 10]
+
+
+def test_adain_sets_per_sample_channel_statistics():
+    ada = AdaIN(style_dim=2, num_features=3)
+    with torch.no_grad():
+        ada.fc.weight.zero_()
+        ada.fc.bias.copy_(torch.tensor([1.0, 0.0, -0.5, 2.0, 3.0, -1.0]))  # gamma (3), beta (3)
+    out = ada(torch.randn(2, 3, 8, 8) * 5 + 7, torch.zeros(2, 2))
+    mean, std = out.mean((2, 3)), out.std((2, 3), unbiased=False)
+    assert torch.allclose(mean, torch.tensor([2.0, 3.0, -1.0]).expand(2, 3), atol=1e-4)
+    assert torch.allclose(std, torch.tensor([2.0, 1.0, 0.5]).expand(2, 3), atol=1e-3)   # |1 + gamma|
+
+
+def test_he_init_std():
+    conv = nn.Conv2d(64, 64, 3)
+    he_init(conv)
+    assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / (64 * 9)), rel=0.05)
+    assert conv.bias.abs().max().item() == 0
+
+
+def test_grape_shapes_and_embedding(one_thread):
+    cfg = grape_config(TINY)
+    torch.manual_seed(0)
+    nets = build_grape(n_genes=5, in_channels=3, cfg=cfg)
+    x = torch.randn(6, 3, 16, 16)
+    z = torch.tensor([0, 1, 2, 3, 4, 0])
+    s = nets["style"](z)
+    assert s.shape == (6, 4)
+    assert torch.equal(s[0], s[5])                                   # same gene, same style
+    assert nets["generator"](x, s).shape == (6, 3, 16, 16)
+    assert nets["style_encoder"](x).shape == (6, 4)
+    assert nets["discriminator"](x, z).shape == (6,)
+    assert nets["style"].embedding.weight.shape == (5, 8)
+    assert nets["style"].all_styles().shape == (5, 4)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        build_grape(5, 3, grape_config({**TINY, "image_size": 20}))
+
+
+def test_discriminator_returns_the_head_of_each_gene():
+    torch.manual_seed(0)
+    d = Discriminator(2, 16, n_genes=4, dim_in=4, max_conv_dim=8)
+    x = torch.randn(3, 2, 16, 16)
+    all_heads = torch.stack([d(x, torch.full((3,), g)) for g in range(4)], dim=1)   # (3, 4)
+    y = torch.tensor([2, 0, 3])
+    assert torch.equal(d(x, y), all_heads[torch.arange(3), y])
+    assert not torch.allclose(all_heads[:, 0], all_heads[:, 1])
+
+
+def test_attention_switch_changes_styles():
+    torch.manual_seed(0)
+    plain = build_grape(5, 2, grape_config(TINY))
+    attn = build_grape(5, 2, grape_config({**TINY, "attention": True, "attention_heads": 2}))
+    attn.load_state_dict(plain.state_dict(), strict=False)          # same M, F, G, E, D
+    assert plain["style"].attention is None and attn["style"].attention is not None
+    assert torch.equal(plain["style"].embedding.weight, attn["style"].embedding.weight)
+    z = torch.arange(5)
+    out = attn["style"](z)
+    assert not torch.allclose(plain["style"](z), out)
+    out.sum().backward()
+    assert attn["style"].attention.attn.in_proj_weight.grad.abs().sum() > 0
+
+
+def test_impa_frozen_table_is_a_buffer():
+    table = np.arange(15, dtype=np.float32).reshape(5, 3)
+    torch.manual_seed(0)
+    nets = build_impa(5, 2, impa_config(TINY), table)
+    names = [n for n, _ in nets["style"].named_parameters()]
+    assert not any("frozen" in n or "embedding" in n for n in names)
+    assert torch.equal(nets["style"].table(), torch.from_numpy(table))
+    s = nets["style"](torch.tensor([1, 1]), torch.randn(2, 16))
+    assert s.shape == (2, 4) and not torch.allclose(s[0], s[1])      # noise makes styles differ
+    trainable = build_impa(5, 2, impa_config(TINY))
+    assert trainable["style"].table().shape == (5, 8) and trainable["style"].table().requires_grad

@@ -1,0 +1,229 @@
+"""Predictors of the OOD benchmark: gradient reversal, MixStyle, training kinds, evaluation, embeddings."""
+
+import numpy as np
+import pytest
+import torch
+
+from ood_toy import CONTROLS, write_toy_cells
+from opsembed.evaluate.ood_eval import METRIC_COLUMNS, evaluate_fold
+from opsembed.io.embeddings import read_embeddings
+from opsembed.io.errors import InputError
+from opsembed.io.tables import read_table
+from opsembed.models.predictors import GeneClassifier, MixStyleSpec, cross_oe_partners, grad_reverse, mixstyle
+from opsembed.train.data import CellImages, step_generator
+from opsembed.train.fold_data import load_fold
+from opsembed.train.ist_trainer import load_restyler, train_ist, train_stargan
+from opsembed.train.predictor_trainer import (KINDS, Predictor, PredictorTrainer, embed_predictor, flip_rotate,
+                                              gene_means, predictor_config, train_predictor)
+
+OOD = {"levels": [{"name": "plate", "columns": ["plate"], "max_folds": None}], "knn_neighbors": 3,
+       "harmony_pcs": 4, "lisi_perplexity": 3}
+COMMON = {"image_size": 16, "batch_size": 4, "log_every": 1, "checkpoint_every": 2, "device": "cpu",
+          "num_workers": 0, "n_sample_cells": 2}
+PRED = dict(COMMON, width=2, iterations=3, n_sample_views=2, test_time_styles=2)
+FOLD = "plate-P1"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: several intra-op threads only contend (much slower on a busy machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_gradient_reversal_flips_and_scales_the_gradient():
+    x = torch.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    w = torch.tensor([0.5, 1.0, -4.0])
+    y = grad_reverse(x, alpha=0.3)
+    torch.testing.assert_close(y, x.detach())
+    (w * y).sum().backward()
+    torch.testing.assert_close(x.grad, -0.3 * w)
+
+
+def test_mixstyle_mixes_channel_statistics_with_the_partner():
+    torch.manual_seed(0)
+    h = torch.randn(3, 2, 5, 5) * torch.tensor([1.0, 2.0, 0.5])[:, None, None, None] + \
+        torch.tensor([0.0, 3.0, -1.0])[:, None, None, None]
+    partner, lam = torch.tensor([1, 2, 0]), torch.tensor([0.25, 1.0, 0.5])
+    out = mixstyle(h, partner, lam)
+    mu, sig = h.mean(dim=(2, 3)), h.var(dim=(2, 3), unbiased=False).sqrt()
+    lam_ = lam[:, None]
+    torch.testing.assert_close(out.mean(dim=(2, 3)), lam_ * mu + (1 - lam_) * mu[partner])
+    torch.testing.assert_close(out.var(dim=(2, 3), unbiased=False).sqrt(), lam_ * sig + (1 - lam_) * sig[partner],
+                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(out[1], h[1], rtol=1e-4, atol=1e-4)          # lambda 1 keeps the sample
+    normalised = (h - mu[:, :, None, None]) / sig[:, :, None, None]
+    torch.testing.assert_close((out - out.mean(dim=(2, 3), keepdim=True)) /
+                               out.var(dim=(2, 3), unbiased=False, keepdim=True).sqrt(), normalised,
+                               rtol=1e-3, atol=1e-3)                         # the pattern is kept
+
+
+def test_mixstyle_partners_come_from_another_oe():
+    oe = torch.tensor([0, 0, 0, 1, 2, 2])
+    for step in range(20):
+        p = cross_oe_partners(oe, step_generator(0, 1, step, torch.device("cpu")))
+        assert (oe[p] != oe).all()
+    same = torch.zeros(4, dtype=torch.long)
+    p = cross_oe_partners(same, step_generator(0, 1, 0, torch.device("cpu")))
+    assert (p != torch.arange(4)).all()
+
+
+def test_flip_rotate_applies_one_of_the_eight_square_symmetries():
+    x = torch.arange(2 * 3 * 3, dtype=torch.float32).reshape(1, 2, 3, 3).repeat(64, 1, 1, 1)
+    out = flip_rotate(x, step_generator(0, 1, 0, torch.device("cpu")))
+    variants = [torch.rot90(v, r, dims=(-2, -1)) for v in (x[0], x[0].flip(-1)) for r in range(4)]
+    seen = set()
+    for o in out:
+        matches = [i for i, v in enumerate(variants) if torch.equal(o, v)]
+        assert len(matches) == 1
+        seen.add(matches[0])
+    assert seen == set(range(8))
+
+
+def test_classifier_shapes_and_mixstyle_changes_only_when_asked():
+    torch.manual_seed(0)
+    net = GeneClassifier(2, 5, {"image_size": 16, "width": 2})
+    x = torch.randn(4, 2, 16, 16)
+    assert net(x).shape == (4, 5) and net.features(x).shape == (4, 16)
+    torch.testing.assert_close(net.features(x), net.features(x))
+    mix = MixStyleSpec([0], torch.tensor([1, 0, 3, 2]), torch.full((4,), 0.5))
+    assert not torch.allclose(net.features(x, mix), net.features(x))
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """Two plates: odd genes only on P1, even genes only on P2, controls on both; tiny IST and
+    StarGAN models of fold plate-P1."""
+    root = tmp_path_factory.mktemp("pred")
+    write_toy_cells(root / "cells.h5", size=16, n_plates=2, n_wells=2, n_genes=4, per_well=3)
+    gens = {}
+    torch.set_num_threads(1)
+    train_ist(root / "cells.h5", OOD, dict(COMMON, width=2, pretrain_iterations=2, iterations=3, n_sample_oes=2),
+              FOLD, 0, root / "ist.pt", root / "ist.tsv", root / "ist.png", root / "ist_ckpt")
+    gens["ist"] = root / "ist.pt"
+    train_stargan(root / "cells.h5", OOD, dict(COMMON, dim_in=4, max_conv_dim=8, style_dim=4, embed_dim=4,
+                                               mapping_hidden=4, iterations=2, n_sample_genes=2),
+                  FOLD, 0, root / "sg.pt", root / "sg.tsv", root / "sg.png", root / "sg_ckpt")
+    gens["stargan"] = root / "sg.pt"
+    return root, gens
+
+
+def _train(root, gens, kind, out, fold=FOLD, **over):
+    train_predictor(kind, root / "cells.h5", OOD, dict(PRED, **over), fold, 0, out / "model.pt", out / "losses.tsv",
+                    out / "samples.png", out / "ckpt", gens.get(kind))
+    return read_table(out / "losses.tsv")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_trains_with_finite_losses(toy, tmp_path, kind):
+    root, gens = toy
+    losses = _train(root, gens, kind, tmp_path)
+    assert list(losses["step"]) == [1, 2, 3]
+    assert np.isfinite(losses.drop(columns="step").to_numpy()).all()
+    assert (losses["domain_ce"] > 0).all() == (kind == "dr")
+    pred = Predictor(tmp_path / "model.pt", torch.device("cpu"))
+    assert pred.kind == kind and pred.fold == FOLD
+
+
+def test_interventional_predictors_need_their_generator(toy, tmp_path):
+    root, gens = toy
+    with pytest.raises(InputError, match="generator"):
+        train_predictor("ist", root / "cells.h5", OOD, PRED, FOLD, 0, tmp_path / "m.pt", tmp_path / "l.tsv",
+                        tmp_path / "s.png", tmp_path / "c")
+    with pytest.raises(InputError, match="stargan model"):
+        _train(root, {"ist": gens["stargan"]}, "ist", tmp_path)
+    with pytest.raises(InputError, match="fold"):
+        _train(root, gens, "ist", tmp_path, fold="plate-P2")
+
+
+def test_ist_predictor_sees_restyled_cells_unless_kept_original(toy):
+    root, gens = toy
+    cfg = predictor_config(dict(PRED, augment=False))
+    data = load_fold(root / "cells.h5", OOD, FOLD, 16, torch.device("cpu"))
+    restyler = load_restyler(gens["ist"], torch.device("cpu"))
+    trainer = PredictorTrainer("ist", data, cfg, 0, restyler)
+    batch = {name: (data.images.get(s.draw(0, torch.device("cpu"))[0]), s.draw(0, torch.device("cpu"))[1])
+             for name, s in trainer.samplers.items()}
+    seen = trainer._inputs(0, batch)
+    assert seen.shape == batch["x"][0].shape and not torch.allclose(seen, batch["x"][0])
+    trainer.cfg = dict(cfg, p_original=1.0)
+    torch.testing.assert_close(trainer._inputs(0, batch), batch["x"][0])
+    # the style stream draws training cells only, balanced over the training OEs
+    rows, labels = trainer.samplers["style"].draw(0, torch.device("cpu"))
+    assert set(labels[:, 1].tolist()) == set(data.train_oes) == {2, 3}
+    assert np.isin(rows.numpy(), data.fold["train_idx"]).all()
+
+
+def test_fold_samplers_draw_training_cells_balanced_over_genes(toy):
+    root, _ = toy
+    data = load_fold(root / "cells.h5", OOD, FOLD, 16, torch.device("cpu"))
+    rows, labels = data.gene_sampler(batch_size=9, seed=0, stream=0).draw(3, torch.device("cpu"))
+    assert np.isin(rows.numpy(), data.fold["train_idx"]).all()
+    assert sorted(labels[:, 0].tolist()) == sorted(data.train_genes * 3)        # 3 training genes x 3
+    np.testing.assert_array_equal(labels[:, 0].numpy(), data.images.gene_ids[rows.numpy()])
+    np.testing.assert_array_equal(labels[:, 1].numpy(), data.oe_ids[rows.numpy()])
+
+
+def test_resume_repeats_the_mixstyle_loss_sequence(toy, tmp_path):
+    root, gens = toy
+    full = _train(root, gens, "mixstyle", tmp_path / "full", iterations=4, mixstyle_p=0.5)
+    _train(root, gens, "mixstyle", tmp_path / "part", iterations=2, mixstyle_p=0.5)
+    resumed = _train(root, gens, "mixstyle", tmp_path / "part", iterations=4, mixstyle_p=0.5)
+    np.testing.assert_array_equal(resumed.to_numpy(), full.to_numpy())
+
+
+def test_predictions_never_name_genes_without_training_cells(toy, tmp_path):
+    root, gens = toy
+    _train(root, gens, "naive", tmp_path)
+    pred = Predictor(tmp_path / "model.pt", torch.device("cpu"))
+    images = CellImages(root / "cells.h5", 16, torch.device("cpu"))
+    probs, feats = pred.outputs(images, np.arange(images.n), batch_size=5)
+    untrained = [i for i, g in enumerate(images.genes) if i not in pred.train_genes]
+    assert [images.genes[i] for i in untrained] == ["G1", "G3"]      # odd genes live on P1 only
+    assert (probs[:, untrained] == 0).all()
+    np.testing.assert_allclose(probs.sum(1), 1.0)
+    assert feats.shape == (images.n, 16)
+
+
+def test_evaluate_fold_writes_predictions_metrics_and_features(toy, tmp_path):
+    root, gens = toy
+    _train(root, gens, "ist", tmp_path)
+    metrics = evaluate_fold(root / "cells.h5", OOD, PRED, FOLD, tmp_path / "model.pt", tmp_path / "pred.tsv",
+                            tmp_path / "metrics.tsv", tmp_path / "features.tsv", gens["ist"])
+    assert list(metrics.columns) == METRIC_COLUMNS
+    assert list(metrics["method"]) == ["ist", "ist_harmony_knn", "ist_ttc"]
+    # P1 holds G1 and G3, which have no training cells (not scored), and controls
+    assert (metrics["n_scored_genes"] == 1).all() and (metrics["n_test_cells"] == 18).all()
+    assert (metrics["n_scored_cells"] == 6).all() and metrics["clisi"].isna().all()
+    pred = read_table(tmp_path / "pred.tsv")
+    assert list(pred.columns) == ["cell_id", "gene", "oe", "ist", "ist_harmony_knn", "ist_ttc"]
+    assert set(pred["oe"]) == {"P1/A1", "P1/A2"}
+    assert set(pred["ist"]) <= {"G0", "G2", CONTROLS}
+    feats = read_table(tmp_path / "features.tsv")
+    assert set(feats["split"]) == {"train", "test"} and (feats["split"] == "test").sum() == len(pred)
+
+
+def test_iid_fold_gets_lisi_and_batchcv(toy, tmp_path):
+    root, gens = toy
+    _train(root, gens, "naive", tmp_path, fold="iid")
+    m = evaluate_fold(root / "cells.h5", OOD, PRED, "iid", tmp_path / "model.pt", tmp_path / "p.tsv",
+                      tmp_path / "m.tsv", tmp_path / "f.tsv")
+    assert m[["clisi", "blisi", "knn_batchcv"]].notna().all().all()
+    assert list(m["level"]) == ["iid", "iid"]
+
+
+def test_embedding_is_the_mean_feature_per_gene_without_controls(toy, tmp_path):
+    root, gens = toy
+    _train(root, gens, "dr", tmp_path, fold="iid")
+    embed_predictor(root / "cells.h5", tmp_path / "model.pt", tmp_path / "dr.tsv", PRED)
+    emb = read_embeddings(tmp_path / "dr.tsv")
+    assert list(emb.index) == ["G0", "G1", "G2", "G3"] and emb.shape[1] == 16
+    pred = Predictor(tmp_path / "model.pt", torch.device("cpu"))
+    images = CellImages(root / "cells.h5", 16, torch.device("cpu"))
+    _, feats = pred.outputs(images, np.arange(images.n))
+    genes = np.array(images.genes, dtype=object)[images.gene_ids]
+    np.testing.assert_allclose(emb.loc["G2"].to_numpy(), feats[genes == "G2"].mean(0), rtol=1e-5, atol=1e-6)
+    names, values = gene_means(np.array([[1.0], [3.0], [5.0]]), np.array(["a", "a", CONTROLS]), CONTROLS)
+    assert names == ["a"] and values.tolist() == [[2.0]]

@@ -1,0 +1,199 @@
+"""Scoring one predictor on one OOD fold, and the combined OOD table and UMAP figure.
+
+Per fold x predictor (``evaluate_fold``), variants:
+- ``<kind>``: the classifier's own prediction (argmax over genes with training cells);
+- ``<kind>_harmony_knn``: Harmony on the penultimate features of training and test cells
+  (batches: OEs of ``ood.oe_columns``), then kNN from corrected training cells;
+- ``ist_ttc`` (IST with ``test_time_styles`` k > 0): test cells re-imaged into k training
+  styles (one cell each from k training OEs) and predictions averaged.
+Training cells used as kNN/Harmony reference are a random subset of at most
+``max_eval_cells`` (seeded). On the IID fold, where test cells come from every OE, each
+variant also gets scaled cLISI (labels: gene) and bLISI (labels: OE of ``batch_level``)
+on the test cells' features, and kNN BatchCV (reference: training cells of other OEs of
+``batch_level``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import pandas as pd
+
+from ..io.atomic import atomic_path
+from ..io.errors import InputError
+from ..io.h5 import read_obs
+from ..io.tables import read_table, write_table
+from ..train.device import resolve_device
+from ..train.fold_data import load_fold
+from ..train.ist_trainer import load_restyler
+from ..train.predictor_trainer import Predictor, predictor_config
+from .ood import (IID, harmony_knn, knn_batchcv, ood_config, oe_labels, scaled_blisi, scaled_clisi,
+                  scored_macro_f1)
+
+log = logging.getLogger(__name__)
+
+METRIC_COLUMNS = ["fold", "level", "held_out", "method", "macro_f1", "accuracy", "n_test_cells",
+                  "n_scored_cells", "n_scored_genes", "clisi", "blisi", "knn_batchcv"]
+"""Columns of a fold's metrics table (one row per variant)."""
+
+
+def evaluate_fold(cells_path, ood_cfg: dict | None, predictor_cfg: dict | None, fold: str, predictor_path,
+                  predictions_path, metrics_path, features_path, generator_path=None) -> pd.DataFrame:
+    """Score the predictor file ``predictor_path`` on its fold; write three tables.
+
+    - ``predictions_path``: one row per test cell: cell_id, gene, oe, then the predicted
+      gene of each variant (column named after the variant);
+    - ``metrics_path``: METRIC_COLUMNS, one row per variant (LISI and BatchCV only on IID);
+    - ``features_path``: the evaluated cells (reference subset, then test cells) with
+      cell_id, gene, oe (``batch_level``), split ("train"/"test") and the penultimate
+      features f0.. of the plain classifier (for the UMAPs of ``combine_ood``).
+    ``generator_path``: the fold's IST model, needed for IST test-time correction.
+    Returns the metrics table.
+    """
+    cfg = ood_config(ood_cfg)
+    pcfg = predictor_config(predictor_cfg)
+    device = resolve_device(pcfg["device"])
+    pred = Predictor(predictor_path, device)
+    if pred.fold != fold:
+        raise InputError(f"{predictor_path}: trained for fold {pred.fold!r}, not {fold!r}.")
+    data = load_fold(cells_path, ood_cfg, fold, pred.image_size, device, pcfg["data_in_memory"],
+                     pcfg["memory_fraction"])
+    obs = read_obs(cells_path)
+    f = data.fold
+    rng = np.random.default_rng([int(cfg["seed"]), 7])
+    ref = f["train_idx"]
+    if len(ref) > cfg["max_eval_cells"]:
+        ref = np.sort(rng.choice(ref, size=cfg["max_eval_cells"], replace=False))
+    test = f["test_idx"]
+    genes = np.array(data.images.genes, dtype=object)[data.images.gene_ids]
+    oe = oe_labels(obs, cfg["oe_columns"])
+    batch_cols = _batch_columns(cfg)
+    batch = oe_labels(obs, batch_cols)
+    bs = pcfg["eval_batch_size"]
+
+    probs_ref, feats_ref = pred.outputs(data.images, ref, bs)
+    probs_test, feats_test = pred.outputs(data.images, test, bs)
+    gene_names = np.array(pred.genes, dtype=object)
+    variants = {pred.kind: (gene_names[probs_test.argmax(1)], feats_ref, feats_test)}
+    k, n_pcs, seed = cfg["knn_neighbors"], cfg["harmony_pcs"], int(cfg["seed"])
+    hk, z_ref, z_test = harmony_knn(feats_ref, genes[ref], oe[ref], feats_test, oe[test], k, n_pcs, seed)
+    variants[f"{pred.kind}_harmony_knn"] = (hk, z_ref, z_test)
+    if pred.kind == "ist" and pcfg["test_time_styles"] > 0:
+        if generator_path is None:
+            raise InputError("IST test-time correction needs the fold's IST model file.")
+        restyler = load_restyler(generator_path, device, fold)
+        style_rows = _style_cells(data, pcfg["test_time_styles"], rng)
+        p_ttc, f_ttc = pred.outputs(data.images, test, bs, restyler, style_rows, data.oe_ids[style_rows])
+        _, f_ttc_ref = pred.outputs(data.images, ref, bs, restyler, style_rows, data.oe_ids[style_rows])
+        variants["ist_ttc"] = (gene_names[p_ttc.argmax(1)], f_ttc_ref, f_ttc)
+
+    rows = []
+    for name, (y_pred, x_ref, x_test) in variants.items():
+        row = {"fold": fold, "level": f["level"], "held_out": f["held_out"], "method": name,
+               **scored_macro_f1(genes[f["train_idx"]], genes[test], y_pred),
+               "clisi": np.nan, "blisi": np.nan, "knn_batchcv": np.nan}
+        if f["level"] == IID:
+            row["clisi"] = scaled_clisi(x_test, genes[test], cfg["lisi_perplexity"])
+            row["blisi"] = scaled_blisi(x_test, batch[test], cfg["lisi_perplexity"])
+            row["knn_batchcv"] = knn_batchcv(x_ref, genes[ref], batch[ref], x_test, genes[test], batch[test], k)
+        rows.append(row)
+        log.info("fold %s, %s: macro-F1 %.3f over %d genes (%d of %d test cells scored)", fold, name,
+                 row["macro_f1"], row["n_scored_genes"], row["n_scored_cells"], row["n_test_cells"])
+    metrics = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+
+    predictions = pd.DataFrame({"cell_id": data.cell_ids[test], "gene": genes[test], "oe": oe[test]})
+    for name, (y_pred, _, _) in variants.items():
+        predictions[name] = y_pred
+    cells = np.concatenate([ref, test])
+    features = pd.DataFrame(np.concatenate([feats_ref, feats_test]),
+                            columns=[f"f{i}" for i in range(feats_ref.shape[1])])
+    features.insert(0, "split", ["train"] * len(ref) + ["test"] * len(test))
+    features.insert(0, "oe", batch[cells])
+    features.insert(0, "gene", genes[cells])
+    features.insert(0, "cell_id", data.cell_ids[cells])
+    write_table(predictions, predictions_path)
+    write_table(features, features_path)
+    write_table(metrics, metrics_path)
+    return metrics
+
+
+def _batch_columns(cfg: dict) -> list[str]:
+    for level in cfg["levels"]:
+        if level["name"] == cfg["batch_level"]:
+            return list(level["columns"])
+    raise InputError(f"ood.batch_level {cfg['batch_level']!r} is not one of ood.levels' names.")
+
+
+def _style_cells(data, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k training cells, one from each of k training OEs spread evenly over them (cycled when
+    k exceeds the number of training OEs)."""
+    oes = data.train_oes
+    picks = [oes[i % len(oes)] for i in np.linspace(0, max(len(oes), k) - 1, k).round().astype(int)]
+    train = np.zeros(data.images.n, dtype=bool)
+    train[data.fold["train_idx"]] = True
+    return np.array([rng.choice(np.flatnonzero(train & (data.oe_ids == o))) for o in picks], dtype=np.int64)
+
+
+def combine_ood(metrics_paths, out_path, folds_path=None) -> pd.DataFrame:
+    """The OOD table: one row per method (variant), columns ``macro_f1_<level>`` (mean over that
+    level's folds; ``macro_f1_iid`` first), ``clisi``, ``blisi``, ``knn_batchcv`` (IID fold),
+    and ``n_folds_<level>``. ``folds_path``: also write all per-fold rows (long form)."""
+    folds = pd.concat([read_table(p) for p in metrics_paths], ignore_index=True)
+    if folds.empty:
+        raise InputError("combine_ood: no fold metrics were given.")
+    levels = [IID] + [lv for lv in dict.fromkeys(folds["level"]) if lv != IID]
+    mean = folds.pivot_table(index="method", columns="level", values="macro_f1", aggfunc="mean")
+    count = folds.pivot_table(index="method", columns="level", values="macro_f1", aggfunc="count")
+    iid = folds[folds["level"] == IID].set_index("method")[["clisi", "blisi", "knn_batchcv"]]
+    methods = list(dict.fromkeys(folds["method"]))
+    table = pd.DataFrame({"method": methods})
+    for lv in levels:
+        table[f"macro_f1_{lv}"] = [mean.at[m, lv] if lv in mean.columns else np.nan for m in methods]
+    for col in ("clisi", "blisi", "knn_batchcv"):
+        table[col] = [iid.at[m, col] if m in iid.index else np.nan for m in methods]
+    for lv in levels:
+        table[f"n_folds_{lv}"] = [int(count.at[m, lv]) if lv in count.columns and
+                                  not np.isnan(count.at[m, lv]) else 0 for m in methods]
+    write_table(table, out_path)
+    if folds_path is not None:
+        write_table(folds, folds_path)
+    return table
+
+
+def umap_figure(features_paths, methods: list[str], out_path: str | os.PathLike, umap_cfg: dict,
+                max_cells: int = 3000) -> None:
+    """One PNG: for each method (row), the UMAP of its IID-fold features coloured by gene
+    (left) and by OE (right). ``features_paths`` and ``methods`` are parallel lists of the
+    IID fold's feature tables. At most ``max_cells`` cells per panel (seeded subsample)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import umap
+
+    seed = int(umap_cfg.get("seed", 0))
+    fig, axes = plt.subplots(len(methods), 2, figsize=(9, 4 * len(methods)), squeeze=False)
+    for row, (path, method) in enumerate(zip(features_paths, methods)):
+        df = read_table(path)
+        if len(df) > max_cells:
+            df = df.sample(n=max_cells, random_state=seed)
+        x = df[[c for c in df.columns if c.startswith("f") and c[1:].isdigit()]].to_numpy(dtype=np.float64)
+        xy = umap.UMAP(n_neighbors=min(int(umap_cfg.get("n_neighbors", 15)), len(df) - 1),
+                       min_dist=float(umap_cfg.get("min_dist", 0.1)), random_state=seed).fit_transform(x)
+        for col, key in enumerate(("gene", "oe")):
+            ax = axes[row, col]
+            codes, names = pd.factorize(df[key].astype(str), sort=True)
+            cmap = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
+            ax.scatter(xy[:, 0], xy[:, 1], c=cmap(codes % cmap.N), s=4, linewidths=0)
+            ax.set_title(f"{method}: coloured by {'gene' if key == 'gene' else 'OE'} ({len(names)})", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if key == "oe" and len(names) <= 20:
+                for i, name in enumerate(names):
+                    ax.scatter([], [], color=cmap(i % cmap.N), label=name, s=10)
+                ax.legend(fontsize=7, markerscale=1.5, loc="best")
+    fig.tight_layout()
+    with atomic_path(out_path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,177 @@
+"""GRAPE (Bigverdi, Höckendorf et al. 2024): a StarGAN v2 variant whose style comes from genes.
+
+Networks, for C-channel S x S crops (S divisible by 8), G genes, style dimension D:
+
+- ``GeneStyle``: embedding table M (G, d), optional self-attention over the whole table,
+  then the mapping network F (3-layer MLP): gene ids (B,) -> styles s (B, D).
+- ``Generator``: image (B, C, S, S) + style (B, D) -> image (B, C, S, S). Encoder of three
+  downsampling and two intermediate instance-norm residual blocks (S -> S/8); decoder of
+  two intermediate and three upsampling AdaIN residual blocks driven by s. No noise input.
+- ``Discriminator``: image (B, C, S, S) + gene ids (B,) -> logits (B,): three downsampling
+  residual blocks, a conv collapsing S/8 x S/8 to 1 x 1, a 1 x 1 conv with one output per
+  gene; the head of each sample's gene is returned.
+- ``StyleEncoder``: image (B, C, S, S) -> style (B, D): the same trunk, then one fully
+  connected layer (a single head shared by all genes).
+
+All Conv2d and Linear weights get He initialisation; M is N(0, embed_init_std^2).
+The IMPA baseline (``opsembed.models.impa``) reuses Generator, Discriminator and StyleEncoder.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import MLP, AdainResBlk, ResBlk, channel_widths, he_init
+
+N_DOWN = 3
+"""Downsampling blocks in every image network: the bottleneck is S/8 x S/8."""
+
+MODEL_KEYS = ("image_size", "dim_in", "max_conv_dim", "style_dim", "embed_dim", "embed_init_std",
+              "mapping_hidden", "attention", "attention_heads")
+"""Config keys that shape the GRAPE networks (stored with the weights)."""
+
+
+def check_image_size(image_size: int) -> None:
+    """Raise ValueError unless ``image_size`` is a positive multiple of 8."""
+    if image_size <= 0 or image_size % (2 ** N_DOWN):
+        raise ValueError(f"image_size must be a positive multiple of {2 ** N_DOWN}, got {image_size}")
+
+
+class Generator(nn.Module):
+    """Restyle images: (B, C, S, S), style (B, D) -> (B, C, S, S). Outputs are unbounded (z-scores)."""
+
+    def __init__(self, in_channels: int, image_size: int, style_dim: int, dim_in: int,
+                 max_conv_dim: int, n_mid: int = 2):
+        super().__init__()
+        check_image_size(image_size)
+        w = channel_widths(dim_in, max_conv_dim, N_DOWN)  # w[0] at S, w[3] at S/8
+        self.from_img = nn.Conv2d(in_channels, w[0], 3, 1, 1)
+        self.encode = nn.ModuleList(
+            [ResBlk(w[i], w[i + 1], normalize=True, downsample=True) for i in range(N_DOWN)]
+            + [ResBlk(w[-1], w[-1], normalize=True) for _ in range(n_mid)])
+        self.decode = nn.ModuleList(
+            [AdainResBlk(w[-1], w[-1], style_dim) for _ in range(n_mid)]
+            + [AdainResBlk(w[i + 1], w[i], style_dim, upsample=True) for i in reversed(range(N_DOWN))])
+        self.to_img = nn.Sequential(nn.InstanceNorm2d(w[0], affine=True), nn.LeakyReLU(0.2),
+                                    nn.Conv2d(w[0], in_channels, 1))
+
+    def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        h = self.from_img(x)                 # (B, w0, S, S)
+        for block in self.encode:
+            h = block(h)                     # -> (B, w3, S/8, S/8)
+        for block in self.decode:
+            h = block(h, s)                  # -> (B, w0, S, S)
+        return self.to_img(h)                # (B, C, S, S)
+
+
+class _Trunk(nn.Module):
+    """Shared trunk of D and E: (B, C, S, S) -> (B, w3) features."""
+
+    def __init__(self, in_channels: int, image_size: int, dim_in: int, max_conv_dim: int):
+        super().__init__()
+        check_image_size(image_size)
+        w = channel_widths(dim_in, max_conv_dim, N_DOWN)
+        self.out_dim = w[-1]
+        self.from_img = nn.Conv2d(in_channels, w[0], 3, 1, 1)
+        self.blocks = nn.Sequential(*[ResBlk(w[i], w[i + 1], downsample=True) for i in range(N_DOWN)])
+        self.collapse = nn.Conv2d(w[-1], w[-1], image_size // 2 ** N_DOWN)  # S/8 x S/8 -> 1 x 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.blocks(self.from_img(x))                       # (B, w3, S/8, S/8)
+        h = F.leaky_relu(self.collapse(F.leaky_relu(h, 0.2)), 0.2)  # (B, w3, 1, 1)
+        return h.flatten(1)                                     # (B, w3)
+
+
+class Discriminator(nn.Module):
+    """Multi-task discriminator: images (B, C, S, S), gene ids (B,) -> real/fake logits (B,)."""
+
+    def __init__(self, in_channels: int, image_size: int, n_genes: int, dim_in: int, max_conv_dim: int):
+        super().__init__()
+        self.trunk = _Trunk(in_channels, image_size, dim_in, max_conv_dim)
+        self.heads = nn.Conv2d(self.trunk.out_dim, n_genes, 1)  # one logit per gene
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = self.trunk(x)[:, :, None, None]                     # (B, w3, 1, 1)
+        logits = self.heads(h).flatten(1)                       # (B, G)
+        return logits.gather(1, y[:, None]).squeeze(1)          # (B,)
+
+
+class StyleEncoder(nn.Module):
+    """Single-head style encoder: images (B, C, S, S) -> styles (B, D)."""
+
+    def __init__(self, in_channels: int, image_size: int, style_dim: int, dim_in: int, max_conv_dim: int):
+        super().__init__()
+        self.trunk = _Trunk(in_channels, image_size, dim_in, max_conv_dim)
+        self.fc = nn.Linear(self.trunk.out_dim, style_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.trunk(x))
+
+
+class GeneAttention(nn.Module):
+    """One self-attention block over the whole gene table: (G, d) -> (G, d).
+
+    Every gene's row attends to all rows; residual connection, then layer norm.
+    """
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, table: torch.Tensor) -> torch.Tensor:
+        t = table[None]                                         # (1, G, d)
+        out, _ = self.attn(t, t, t, need_weights=False)
+        return self.norm(t + out)[0]
+
+
+class GeneStyle(nn.Module):
+    """Gene ids (B,) -> styles (B, D) through M (G, d), optional attention, then F."""
+
+    def __init__(self, n_genes: int, embed_dim: int, style_dim: int, hidden: int,
+                 attention: bool = False, heads: int = 1, init_std: float = 1.0):
+        super().__init__()
+        self.embedding = nn.Embedding(n_genes, embed_dim)
+        self.init_std = init_std
+        self.attention = GeneAttention(embed_dim, heads) if attention else None
+        self.mapping = MLP(embed_dim, style_dim, hidden, n_layers=3)
+
+    def reset_embedding(self) -> None:
+        """Draw M afresh from N(0, init_std^2)."""
+        nn.init.normal_(self.embedding.weight, std=self.init_std)
+
+    def table(self) -> torch.Tensor:
+        """The table the mapping network reads: M, or attention(M) when enabled. (G, d)."""
+        m = self.embedding.weight
+        return self.attention(m) if self.attention is not None else m
+
+    def all_styles(self) -> torch.Tensor:
+        """F applied to every gene's row: (G, D) (extraction position 2)."""
+        return self.mapping(self.table())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.mapping(self.table()[z])
+
+
+def build_grape(n_genes: int, in_channels: int, cfg: dict) -> nn.ModuleDict:
+    """All GRAPE networks from the model keys of ``cfg`` (see MODEL_KEYS), He-initialised.
+
+    Returns a ModuleDict with ``style`` (GeneStyle), ``generator``, ``style_encoder`` and
+    ``discriminator``. Draws from torch's global RNG: seed it first for reproducibility.
+    """
+    size, width, top, sdim = cfg["image_size"], cfg["dim_in"], cfg["max_conv_dim"], cfg["style_dim"]
+    if cfg["attention"] and cfg["embed_dim"] % cfg["attention_heads"]:
+        raise ValueError(f"embed_dim {cfg['embed_dim']} is not divisible by "
+                         f"attention_heads {cfg['attention_heads']}")
+    nets = nn.ModuleDict({
+        "style": GeneStyle(n_genes, cfg["embed_dim"], sdim, cfg["mapping_hidden"], cfg["attention"],
+                           cfg["attention_heads"], cfg["embed_init_std"]),
+        "generator": Generator(in_channels, size, sdim, width, top),
+        "style_encoder": StyleEncoder(in_channels, size, sdim, width, top),
+        "discriminator": Discriminator(in_channels, size, n_genes, width, top),
+    })
+    nets.apply(he_init)
+    nets["style"].reset_embedding()
+    return nets

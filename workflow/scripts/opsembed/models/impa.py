@@ -1,0 +1,77 @@
+"""IMPA (Palma et al.): StarGAN v2 translating control cells into perturbed cells.
+
+Differences from GRAPE (same Generator, Discriminator and StyleEncoder):
+- the style comes from a perturbation embedding P (G, p), frozen (e.g. gene2vec vectors)
+  or trainable, concatenated with Gaussian noise n (B, noise_dim), through a 3-layer MLP;
+- the noise makes the translation stochastic, and a diversity loss rewards different
+  outputs for different noise draws;
+- translation always starts from control cells.
+The gene embedding IMPA yields is the style encoder's code averaged over a gene's cells.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .blocks import MLP, he_init
+from .grape import Discriminator, Generator, StyleEncoder
+
+MODEL_KEYS = ("image_size", "dim_in", "max_conv_dim", "style_dim", "embed_dim", "embed_init_std",
+              "mapping_hidden", "noise_dim")
+"""Config keys that shape the IMPA networks (stored with the weights)."""
+
+
+class PerturbationStyle(nn.Module):
+    """Gene ids (B,) + noise (B, noise_dim) -> styles (B, D) via MLP([P_z, n]).
+
+    ``table`` (G, p) given: P is that table, frozen (a buffer). ``table`` None: P is a
+    trainable N(0, init_std^2) embedding of ``embed_dim`` columns.
+    """
+
+    def __init__(self, n_genes: int, style_dim: int, hidden: int, noise_dim: int,
+                 table: np.ndarray | None = None, embed_dim: int = 500, init_std: float = 1.0):
+        super().__init__()
+        self.noise_dim = noise_dim
+        self.init_std = init_std
+        if table is None:
+            self.embedding = nn.Embedding(n_genes, embed_dim)
+            self.register_buffer("frozen", None)
+            dim = embed_dim
+        else:
+            table = np.asarray(table, dtype=np.float32)
+            if table.shape[0] != n_genes:
+                raise ValueError(f"perturbation table has {table.shape[0]} rows for {n_genes} genes")
+            self.embedding = None
+            self.register_buffer("frozen", torch.from_numpy(table))
+            dim = table.shape[1]
+        self.mapping = MLP(dim + noise_dim, style_dim, hidden, n_layers=3)
+
+    def reset_embedding(self) -> None:
+        """Draw a trainable P afresh from N(0, init_std^2) (no-op when frozen)."""
+        if self.embedding is not None:
+            nn.init.normal_(self.embedding.weight, std=self.init_std)
+
+    def table(self) -> torch.Tensor:
+        """P: (G, p)."""
+        return self.frozen if self.embedding is None else self.embedding.weight
+
+    def forward(self, z: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return self.mapping(torch.cat([self.table()[z], noise], dim=1))
+
+
+def build_impa(n_genes: int, in_channels: int, cfg: dict, table: np.ndarray | None = None) -> nn.ModuleDict:
+    """All IMPA networks, He-initialised: ``style`` (PerturbationStyle), ``generator``,
+    ``style_encoder``, ``discriminator``. ``table`` (G, p) freezes the perturbation embedding."""
+    size, width, top, sdim = cfg["image_size"], cfg["dim_in"], cfg["max_conv_dim"], cfg["style_dim"]
+    nets = nn.ModuleDict({
+        "style": PerturbationStyle(n_genes, sdim, cfg["mapping_hidden"], cfg["noise_dim"], table,
+                                   cfg["embed_dim"], cfg["embed_init_std"]),
+        "generator": Generator(in_channels, size, sdim, width, top),
+        "style_encoder": StyleEncoder(in_channels, size, sdim, width, top),
+        "discriminator": Discriminator(in_channels, size, n_genes, width, top),
+    })
+    nets.apply(he_init)
+    nets["style"].reset_embedding()
+    return nets

@@ -1,0 +1,1 @@
+"""Training loops of the learned embedding methods (GRAPE, IMPA): data, checkpoints, logs."""

@@ -1,0 +1,115 @@
+"""Training data of one OOD fold: the fold's training cells, their genes and OEs, samplers.
+
+Samplers reuse ``BalancedSampler``: cells outside the fold's training set get a label
+outside the sampler's pool, so they are never drawn, and the drawn rows index the whole
+cells file. ``LabelledSampler`` returns each drawn cell's (gene id, OE id) instead of the
+balancing label, so one stream serves tasks that need both.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..evaluate.ood import get_fold, oe_labels, ood_config
+from ..io.h5 import read_obs
+from .data import BalancedSampler, CellImages
+
+log = logging.getLogger(__name__)
+
+
+class LabelledSampler(BalancedSampler):
+    """A BalancedSampler over ``balance`` labels restricted to ``rows``, whose ``draw`` returns
+    (cell rows (B,), labels[rows] (B, k)) with ``labels`` an int64 (n, k) table.
+
+    ``balance`` (n,) int labels of all cells; only labels of ``rows`` enter the pool.
+    """
+
+    def __init__(self, balance: np.ndarray, rows: np.ndarray, labels: np.ndarray, batch_size: int,
+                 seed: int, stream: int):
+        balance = np.asarray(balance, dtype=np.int64)
+        outside = int(balance.max()) + 1
+        masked = np.full_like(balance, outside)
+        masked[rows] = balance[rows]
+        pool = sorted(set(balance[rows].tolist()))
+        super().__init__(masked, pool, batch_size, seed, stream)
+        self.labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+        self._labels_on: dict[torch.device, torch.Tensor] = {}
+
+    def draw(self, step: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        rows, _ = super().draw(step, device)
+        if device not in self._labels_on:
+            self._labels_on[device] = self.labels.to(device)
+        return rows, self._labels_on[device][rows]
+
+
+@dataclass
+class FoldData:
+    """One fold's view of a cells file.
+
+    ``images``: CellImages of the whole file; ``fold``: the ``ood_folds`` dict; ``oes``:
+    sorted OE labels of the whole file (``ood.oe_columns``); ``oe_ids`` (n,) int64 into
+    ``oes``; ``train_genes`` / ``train_oes``: sorted ids with training cells; ``cell_ids``:
+    obs cell_id (str).
+    """
+
+    images: CellImages
+    fold: dict
+    oes: list[str]
+    oe_ids: np.ndarray
+    train_genes: list[int]
+    train_oes: list[int]
+    cell_ids: np.ndarray
+
+    def label_table(self, which: str = "both") -> np.ndarray:
+        """Labels of every cell: ``both`` (n, 2) int64 (gene id, OE id); ``oe`` (n,) OE ids."""
+        if which == "oe":
+            return self.oe_ids
+        return np.stack([self.images.gene_ids, self.oe_ids], axis=1)
+
+    def gene_sampler(self, batch_size: int, seed: int, stream: int, labels: str = "both") -> LabelledSampler:
+        """Training cells balanced over genes, yielding ``label_table(labels)`` rows."""
+        return LabelledSampler(self.images.gene_ids, self.fold["train_idx"], self.label_table(labels),
+                               batch_size, seed, stream)
+
+    def oe_sampler(self, batch_size: int, seed: int, stream: int, labels: str = "both") -> LabelledSampler:
+        """Training cells balanced over OEs, yielding ``label_table(labels)`` rows."""
+        return LabelledSampler(self.oe_ids, self.fold["train_idx"], self.label_table(labels),
+                               batch_size, seed, stream)
+
+
+def load_fold(cells_path: str | os.PathLike, ood_cfg: dict | None, fold: str, image_size: int,
+              device: torch.device, in_memory: bool | str = "auto", memory_fraction: float = 0.5) -> FoldData:
+    """The fold ``fold`` (an id of ``list_folds``) of the cells file, crops at ``image_size``."""
+    cfg = ood_config(ood_cfg)
+    obs = read_obs(cells_path)
+    f = get_fold(obs, cfg, fold)
+    images = CellImages(cells_path, image_size, device, in_memory, memory_fraction)
+    labels = oe_labels(obs, cfg["oe_columns"])
+    oes = sorted(set(labels.tolist()))
+    lookup = {oe: i for i, oe in enumerate(oes)}
+    oe_ids = np.array([lookup[oe] for oe in labels], dtype=np.int64)
+    train = f["train_idx"]
+    data = FoldData(images=images, fold=f, oes=oes, oe_ids=oe_ids,
+                    train_genes=sorted(set(images.gene_ids[train].tolist())),
+                    train_oes=sorted(set(oe_ids[train].tolist())), cell_ids=obs["cell_id"].astype(str).to_numpy())
+    log.info("fold %s: %d training and %d test cells; %d genes and %d OEs in training", fold, len(train),
+             len(f["test_idx"]), len(data.train_genes), len(data.train_oes))
+    return data
+
+
+def flip_rotate(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Each image of (B, C, S, S) mirrored left-right with probability 1/2, then rotated by
+    k * 90 degrees, k uniform in 0..3 (the 8 symmetries of the square, equally likely)."""
+    b = len(x)
+    flip = torch.rand(b, generator=gen, device=x.device) < 0.5
+    k = torch.randint(0, 4, (b,), generator=gen, device=x.device)
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    out = x
+    for r in (1, 2, 3):
+        out = torch.where((k == r)[:, None, None, None], torch.rot90(x, r, dims=(-2, -1)), out)
+    return out

@@ -1,0 +1,231 @@
+"""GRAPE training (paper §3.4) and embedding extraction at the paper's three positions.
+
+Per step, with a gene-balanced batch (x, y) and targets z (y shuffled within the batch):
+
+- D step: non-saturating loss on real x through head y and fake G(x, F(M_z)) through
+  head z, plus R1 on reals: r1_gamma / 2 * E ||grad_x D_y(x)||^2.
+- G step (updates M, attention, F, G and E): adversarial loss of the fake through D_z;
+  cycle loss ||x - G(G(x, s), E(x))||_1; style loss ||s - E(G(x, s))||_1 with both sides
+  detached from M, F and G (so it updates only E) unless ``detach_style`` is false.
+  Total: adv + lambda_cyc * cycle + lambda_sty * style.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..io.embeddings import write_embeddings
+from ..io.h5 import read_obs
+from ..models.grape import MODEL_KEYS, build_grape, check_image_size
+from .data import BalancedSampler, CellImages, crop_reader, dihedral, step_generator
+from .device import adam, autocast, memory_format, resolve_device
+from .ema import ParamEMA
+from .gan import GENERATOR_SIDE, compiled_nets, load_model, r1_penalty, sample_choice, update
+from .loop import GanTrainer, merge_config, run_training
+from .monitor import sample_grid
+
+log = logging.getLogger(__name__)
+
+DEFAULTS = {
+    "enabled": True,
+    "image_size": 32,           # training side length (crops are resized); multiple of 8
+    "dim_in": 16,               # conv width at full resolution, doubled per downsampling
+    "max_conv_dim": 64,         # cap on conv widths
+    "style_dim": 16,            # style code s
+    "embed_dim": 500,           # d, columns of M
+    "embed_init_std": 1.0,      # M ~ N(0, std^2)
+    "mapping_hidden": 128,      # hidden width of F
+    "attention": False,         # ablation: self-attention over M before F
+    "attention_heads": 1,
+    "detach_style": True,       # ablation: style loss updates only E
+    "cycle": True,              # ablation: cycle loss on/off
+    "iterations": 1000,
+    "batch_size": 64,
+    "lr": 1.0e-4,
+    "weight_decay": 1.0e-4,
+    "betas": [0.0, 0.99],
+    "lambda_cyc": 1.0,
+    "lambda_sty": 1.0,
+    "r1_gamma": 1.0,
+    "augment": False,           # random rotations/reflections of the real crops (small screens)
+    "ema": {"mode": "filter", "every": 2500, "gamma": 0.5, "beta": 0.999},
+    "checkpoint_every": 500,
+    "log_every": 50,
+    "sample_every": 0,          # TensorBoard sample grid every N steps (0: only at the end)
+    "n_sample_cells": 6,
+    "n_sample_genes": 8,
+    "sample_genes": None,       # list of genes for the grid columns; None: spread over the vocabulary
+    "n_cells_p3": 500,          # cells restyled per gene for position 3
+    "device": "auto",
+    "compile": False,
+    "bf16": True,
+    "channels_last": True,
+    "data_in_memory": "auto",
+    "memory_fraction": 0.5,
+    "num_workers": 4,
+    "progress_interval": 10.0,
+    "seed": 0,                  # the rule passes it as params.seed (the seed argument wins)
+}
+"""Every key of the ``methods.grape`` config block, with the demo defaults."""
+
+LOSSES = ["d_real", "d_fake", "r1", "g_adv", "cycle", "style", "d_total", "g_total"]
+
+
+def grape_config(cfg: dict | None) -> dict:
+    """The full GRAPE config: DEFAULTS updated by ``cfg``; InputError on unknown keys."""
+    out = merge_config(DEFAULTS, cfg, "methods.grape")
+    check_image_size(out["image_size"])
+    return out
+
+
+def discriminator_losses(run: dict, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor,
+                         r1_gamma: float) -> dict[str, torch.Tensor]:
+    """D losses for reals x (B, C, S, S) of genes y (B,) and fakes restyled to genes z (B,).
+
+    ``run`` maps network names to callables. Returns d_real, d_fake, r1 and d_total (scalars).
+    """
+    with torch.no_grad():
+        fake = run["generator"](x, run["style"](z))
+    x_real = x.detach().requires_grad_(r1_gamma > 0)
+    out_real = run["discriminator"](x_real, y)
+    d_real = F.softplus(-out_real).mean()
+    d_fake = F.softplus(run["discriminator"](fake, z)).mean()
+    r1 = r1_penalty(out_real, x_real) if r1_gamma > 0 else torch.zeros((), device=x.device)
+    return {"d_real": d_real, "d_fake": d_fake, "r1": r1, "d_total": d_real + d_fake + r1_gamma * r1}
+
+
+def generator_losses(run: dict, x: torch.Tensor, z: torch.Tensor, cfg: dict) -> dict[str, torch.Tensor]:
+    """G-side losses for images x (B, C, S, S) restyled to genes z (B,): g_adv, cycle, style, g_total."""
+    s = run["style"](z)
+    fake = run["generator"](x, s)
+    g_adv = F.softplus(-run["discriminator"](fake, z)).mean()
+    if cfg["cycle"]:
+        cycle = (run["generator"](fake, run["style_encoder"](x)) - x).abs().mean()
+    else:
+        cycle = torch.zeros((), device=x.device)
+    if cfg["detach_style"]:
+        style = (run["style_encoder"](fake.detach()) - s.detach()).abs().mean()
+    else:
+        style = (run["style_encoder"](fake) - s).abs().mean()
+    total = g_adv + cfg["lambda_cyc"] * cycle + cfg["lambda_sty"] * style
+    return {"g_adv": g_adv, "cycle": cycle, "style": style, "g_total": total}
+
+
+class GrapeTrainer(GanTrainer):
+    """GRAPE on the crops of ``images``; ``cfg`` a full config (see grape_config)."""
+
+    name = "grape"
+    loss_names = LOSSES
+    model_keys = MODEL_KEYS
+
+    def __init__(self, images: CellImages, cfg: dict, seed: int):
+        self.images, self.cfg, self.seed, self.device = images, cfg, int(seed), images.device
+        self.fmt = memory_format(self.device, cfg["channels_last"])
+        torch.manual_seed(self.seed)
+        self.nets = build_grape(len(images.genes), len(images.channels), cfg).to(
+            self.device, memory_format=self.fmt)
+        self.optimizers = {k: adam(m.parameters(), cfg["lr"], cfg["betas"], cfg["weight_decay"], self.device)
+                           for k, m in self.nets.items()}
+        self.run = compiled_nets(self.nets, cfg["compile"])
+        ema = cfg["ema"]
+        self.ema = ParamEMA(self.nets, GENERATOR_SIDE, ema["mode"], ema["every"], ema["gamma"], ema["beta"])
+        pool = [g for g in range(len(images.genes)) if (images.gene_ids == g).any()]
+        self.samplers = {"x": BalancedSampler(images.gene_ids, pool, cfg["batch_size"], self.seed, stream=0)}
+        self.sample_cells, self.sample_genes = sample_choice(images, cfg, self.seed)
+
+    def train_step(self, step: int, batch: dict) -> torch.Tensor:
+        x, y = batch["x"]
+        if self.cfg["augment"]:
+            x = dihedral(x, step_generator(self.seed, 101, step, self.device))
+        x = x.contiguous(memory_format=self.fmt)
+        gen = step_generator(self.seed, 100, step, self.device)
+        z = y[torch.randperm(len(y), generator=gen, device=self.device)]
+        with autocast(self.device, self.cfg["bf16"]):
+            d = discriminator_losses(self.run, x, y, z, self.cfg["r1_gamma"])
+        update(self.optimizers["discriminator"], d["d_total"])
+        self.nets["discriminator"].requires_grad_(False)
+        with autocast(self.device, self.cfg["bf16"]):
+            g = generator_losses(self.run, x, z, self.cfg)
+        update([self.optimizers[k] for k in GENERATOR_SIDE], g["g_total"])
+        self.nets["discriminator"].requires_grad_(True)
+        losses = {**d, **g}
+        return torch.stack([losses[n].detach().float() for n in LOSSES])
+
+    @torch.no_grad()
+    def sample_restyle(self) -> tuple[np.ndarray, list[str]]:
+        x = self.images.get(self.sample_cells).contiguous(memory_format=self.fmt)
+        genes = torch.as_tensor(self.sample_genes, device=self.device)
+        styles = self.nets["style"](genes)                                   # (k, D)
+        out = torch.stack([self.nets["generator"](x, s.expand(len(x), -1)) for s in styles], dim=1)
+        mosaic = sample_grid(x.float().cpu().numpy(), out.float().cpu().numpy())
+        return mosaic, ["input"] + [self.images.genes[g] for g in self.sample_genes]
+
+
+def train_grape(cells_path: str | os.PathLike, cfg: dict | None, seed: int, model_path, losses_path,
+                samples_path, checkpoint_dir, tensorboard_dir=None) -> None:
+    """Train GRAPE on ``cells.h5`` (resuming from ``checkpoint_dir``) and write the model
+    file (torch, weights_only-loadable), the loss TSV and the sample-grid PNG."""
+    cfg = grape_config(cfg)
+    device = resolve_device(cfg["device"])
+    images = CellImages(cells_path, cfg["image_size"], device, cfg["data_in_memory"], cfg["memory_fraction"])
+    log.info("GRAPE: %d cells, %d genes, %d channels, %d x %d px, device %s, crops %s", images.n,
+             len(images.genes), len(images.channels), cfg["image_size"], cfg["image_size"], device,
+             f"in {images.storage} memory" if images.in_memory else "streamed from disk")
+    run_training(GrapeTrainer(images, cfg, seed), checkpoint_dir, model_path, losses_path, samples_path,
+                 tensorboard_dir)
+
+
+@torch.no_grad()
+def grape_embeddings(nets: nn.ModuleDict, images_of: Callable[[np.ndarray], torch.Tensor],
+                     source_cells: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """GRAPE's gene representations, each (G, .) float64 over all genes of the vocabulary.
+
+    - ``p1``: rows of M (G, d);
+    - ``p2``: F(M_z) (attention applied first when enabled) (G, D);
+    - ``p3``: mean over ``source_cells`` of E(G(x, s_z)) (G, D); ``images_of(rows)``
+      returns those cells' crops (n, C, S, S) on ``device``.
+    """
+    style = nets["style"]
+    p1 = style.embedding.weight.double().cpu().numpy()
+    styles = style.all_styles()                                              # (G, D)
+    sums = torch.zeros_like(styles, dtype=torch.float64)
+    for start in range(0, len(source_cells), batch_size):
+        x = images_of(source_cells[start:start + batch_size])
+        for g in range(len(styles)):
+            fake = nets["generator"](x, styles[g].expand(len(x), -1))
+            sums[g] += nets["style_encoder"](fake).double().sum(0)
+    p3 = sums / max(len(source_cells), 1)
+    return {"p1": p1, "p2": styles.double().cpu().numpy(), "p3": p3.cpu().numpy()}
+
+
+def extract_grape(model_path, cells_path, p1_path, p2_path, p3_path, cfg: dict | None, seed: int) -> None:
+    """Write GRAPE embeddings at positions 1, 2 and 3 (methods grape, grape_p2, grape_p3).
+
+    Position 3 restyles the same ``n_cells_p3`` cells, drawn at random (``seed``) from all
+    cells, to every gene. Control genes are left out of all three files.
+    """
+    cfg = grape_config(cfg)
+    device = resolve_device(cfg["device"])
+    payload = load_model(model_path, "grape", device)
+    genes, controls = payload["genes"], payload["controls"]
+    nets = build_grape(len(genes), len(payload["channels"]), payload["config"]).to(device)
+    nets.load_state_dict(payload["state"])
+    nets.eval()
+    n_cells = len(read_obs(cells_path))
+    rng = np.random.default_rng(seed)
+    source = np.sort(rng.choice(n_cells, size=min(cfg["n_cells_p3"], n_cells), replace=False))
+    emb = grape_embeddings(nets, crop_reader(cells_path, payload["config"]["image_size"], device), source)
+    keep = [i for i, g in enumerate(genes) if g != controls]
+    names = [genes[i] for i in keep]
+    for key, path in (("p1", p1_path), ("p2", p2_path), ("p3", p3_path)):
+        write_embeddings(path, names, emb[key][keep])
+    log.info("GRAPE embeddings for %d genes written (p3 from %d cells)", len(names), len(source))
+
+

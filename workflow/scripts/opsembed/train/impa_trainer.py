@@ -1,0 +1,232 @@
+"""IMPA training (control -> perturbed translation) and its gene embeddings.
+
+Per step: a batch of control cells x (B) and a gene-balanced batch of perturbed cells
+(x', y') of the same size; noise n1, n2 ~ N(0, I).
+
+- D step: non-saturating loss on real x' through head y' and fake G(x, S(y', n1)) through
+  head y', plus R1 on reals (r1_gamma / 2 * E ||grad||^2).
+- G step (updates P when trainable, the mapping, G and E): adversarial loss; style
+  reconstruction ||s1 - E(G(x, s1))||_1; diversity ||G(x, s1) - G(x, s2)||_1, subtracted
+  with a weight decaying linearly from lambda_ds to 0 over ``ds_decay_iters`` steps;
+  cycle ||x - G(G(x, s1), E(x))||_1.
+Gene embedding: E(x) averaged over up to ``n_cells`` random cells of each gene.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..io.embeddings import read_embeddings, write_embeddings
+from ..io.errors import InputError
+from ..io.h5 import read_obs
+from ..models.grape import check_image_size
+from ..models.impa import MODEL_KEYS, build_impa
+from .data import BalancedSampler, CellImages, crop_reader, dihedral, step_generator
+from .device import adam, autocast, memory_format, resolve_device
+from .ema import ParamEMA
+from .gan import GENERATOR_SIDE, compiled_nets, load_model, r1_penalty, sample_choice, update
+from .grape_trainer import DEFAULTS as GRAPE_DEFAULTS
+from .loop import GanTrainer, merge_config, run_training
+from .monitor import sample_grid
+
+log = logging.getLogger(__name__)
+
+_SHARED = ("enabled", "image_size", "dim_in", "max_conv_dim", "style_dim", "embed_dim", "embed_init_std",
+           "mapping_hidden", "iterations", "batch_size", "lr", "weight_decay", "betas", "lambda_cyc",
+           "lambda_sty", "r1_gamma", "augment", "checkpoint_every", "log_every", "sample_every", "n_sample_cells",
+           "n_sample_genes", "sample_genes", "device", "compile", "bf16", "channels_last",
+           "data_in_memory", "memory_fraction", "num_workers", "progress_interval", "seed")
+DEFAULTS = {
+    **{k: GRAPE_DEFAULTS[k] for k in _SHARED},
+    "noise_dim": 16,            # Gaussian noise concatenated to the perturbation embedding
+    "lambda_ds": 1.0,           # diversity-loss weight at step 0
+    "ds_decay_iters": None,     # linear decay of lambda_ds to 0 over this many steps (None: iterations)
+    "frozen_embedding": True,   # use the given embedding file (gene2vec) frozen; False: train P
+    "ema": {"mode": "none", "every": 2500, "gamma": 0.5, "beta": 0.999},
+    "n_cells": 500,             # cells per gene averaged for the embedding
+}
+"""Every key of the ``methods.impa`` config block, with the demo defaults."""
+
+LOSSES = ["d_real", "d_fake", "r1", "g_adv", "style", "diversity", "cycle", "d_total", "g_total"]
+
+
+def impa_config(cfg: dict | None) -> dict:
+    """The full IMPA config: DEFAULTS updated by ``cfg``; InputError on unknown keys."""
+    out = merge_config(DEFAULTS, cfg, "methods.impa")
+    check_image_size(out["image_size"])
+    return out
+
+
+def perturbation_table(genes: list[str], path: str | os.PathLike, seed: int) -> np.ndarray:
+    """Rows of the embedding file ``path`` for ``genes``: float32 (G, p).
+
+    Genes the file lacks (the control label, typically) get fixed random rows drawn from
+    N(0, sd^2), sd the file's overall standard deviation. InputError when no gene matches.
+    """
+    emb = read_embeddings(path)
+    known = [g for g in genes if g in emb.index]
+    if not known:
+        raise InputError(f"{path}: none of the screen's genes has an embedding row; "
+                         "check the gene2vec file or set methods.impa.frozen_embedding: false.")
+    rng = np.random.default_rng(seed)
+    table = rng.normal(0, float(emb.to_numpy().std()), (len(genes), emb.shape[1]))
+    for i, g in enumerate(genes):
+        if g in emb.index:
+            table[i] = emb.loc[g].to_numpy()
+    missing = [g for g in genes if g not in emb.index]
+    if missing:
+        log.warning("IMPA: %d gene(s) lack a row in %s and get fixed random rows: %s",
+                    len(missing), path, missing[:10])
+    return table.astype(np.float32)
+
+
+class ImpaTrainer(GanTrainer):
+    """IMPA on ``images``; ``cfg`` a full config (see impa_config); ``table`` freezes P."""
+
+    name = "impa"
+    loss_names = LOSSES
+    model_keys = MODEL_KEYS
+
+    def __init__(self, images: CellImages, cfg: dict, seed: int, table: np.ndarray | None = None):
+        self.images, self.cfg, self.seed, self.device = images, cfg, int(seed), images.device
+        if images.controls not in images.genes or not (images.gene_ids == images.genes.index(images.controls)).any():
+            raise InputError(f"{images.path}: IMPA translates control cells, but there are no "
+                             f"{images.controls!r} cells. Check the `controls` label in the config.")
+        self.fmt = memory_format(self.device, cfg["channels_last"])
+        torch.manual_seed(self.seed)
+        self.nets = build_impa(len(images.genes), len(images.channels), cfg, table).to(
+            self.device, memory_format=self.fmt)
+        self.optimizers = {k: adam(m.parameters(), cfg["lr"], cfg["betas"], cfg["weight_decay"], self.device)
+                           for k, m in self.nets.items()}
+        self.run = compiled_nets(self.nets, cfg["compile"])
+        ema = cfg["ema"]
+        self.ema = ParamEMA(self.nets, GENERATOR_SIDE, ema["mode"], ema["every"], ema["gamma"], ema["beta"])
+        control = images.genes.index(images.controls)
+        targets = [g for g in images.genes_without_controls() if (images.gene_ids == g).any()]
+        if not targets:
+            raise InputError(f"{images.path}: IMPA needs perturbed cells; only controls were found.")
+        self.samplers = {"src": BalancedSampler(images.gene_ids, [control], cfg["batch_size"], self.seed, 1),
+                         "tgt": BalancedSampler(images.gene_ids, targets, cfg["batch_size"], self.seed, 2)}
+        self.sample_cells, self.sample_genes = sample_choice(images, cfg, self.seed)
+        self.sample_noise = torch.randn(1, cfg["noise_dim"], generator=torch.Generator().manual_seed(self.seed))
+        self.table_given = table is not None
+
+    def fingerprint(self) -> dict:
+        """Adds whether P is frozen and the effective diversity decay (it follows
+        ``iterations`` when ``ds_decay_iters`` is unset)."""
+        decay = self.cfg["ds_decay_iters"] or self.cfg["iterations"]
+        return {**super().fingerprint(), "frozen_table": self.table_given, "ds_decay": decay}
+
+    def ds_weight(self, step: int) -> float:
+        """Diversity weight at 0-based ``step``: lambda_ds * max(0, 1 - step / ds_decay_iters)."""
+        decay = self.cfg["ds_decay_iters"] or self.cfg["iterations"]
+        return self.cfg["lambda_ds"] * max(0.0, 1.0 - step / decay)
+
+    def train_step(self, step: int, batch: dict) -> torch.Tensor:
+        x, _ = batch["src"]
+        xt, yt = batch["tgt"]
+        if self.cfg["augment"]:
+            both = dihedral(torch.cat([x, xt]), step_generator(self.seed, 101, step, self.device))
+            x, xt = both[:len(x)], both[len(x):]
+        x, xt = x.contiguous(memory_format=self.fmt), xt.contiguous(memory_format=self.fmt)
+        gen = step_generator(self.seed, 100, step, self.device)
+        n1 = torch.randn(len(x), self.cfg["noise_dim"], generator=gen, device=self.device)
+        n2 = torch.randn(len(x), self.cfg["noise_dim"], generator=gen, device=self.device)
+        run, cfg = self.run, self.cfg
+        with autocast(self.device, cfg["bf16"]):
+            with torch.no_grad():
+                fake = run["generator"](x, run["style"](yt, n1))
+            real = xt.detach().requires_grad_(cfg["r1_gamma"] > 0)
+            out_real = run["discriminator"](real, yt)
+            d_real = F.softplus(-out_real).mean()
+            d_fake = F.softplus(run["discriminator"](fake, yt)).mean()
+            r1 = r1_penalty(out_real, real) if cfg["r1_gamma"] > 0 else torch.zeros((), device=self.device)
+            d_total = d_real + d_fake + cfg["r1_gamma"] * r1
+        update(self.optimizers["discriminator"], d_total)
+        self.nets["discriminator"].requires_grad_(False)
+        with autocast(self.device, cfg["bf16"]):
+            s1 = run["style"](yt, n1)
+            fake1 = run["generator"](x, s1)
+            g_adv = F.softplus(-run["discriminator"](fake1, yt)).mean()
+            style = (run["style_encoder"](fake1) - s1).abs().mean()
+            fake2 = run["generator"](x, run["style"](yt, n2))
+            diversity = (fake1 - fake2.detach()).abs().mean()
+            cycle = (run["generator"](fake1, run["style_encoder"](x)) - x).abs().mean()
+            g_total = (g_adv + cfg["lambda_sty"] * style - self.ds_weight(step) * diversity
+                       + cfg["lambda_cyc"] * cycle)
+        update([self.optimizers[k] for k in GENERATOR_SIDE], g_total)
+        self.nets["discriminator"].requires_grad_(True)
+        values = [d_real, d_fake, r1, g_adv, style, diversity, cycle, d_total, g_total]
+        return torch.stack([v.detach().float() for v in values])
+
+    @torch.no_grad()
+    def sample_restyle(self) -> tuple[np.ndarray, list[str]]:
+        x = self.images.get(self.sample_cells).contiguous(memory_format=self.fmt)
+        noise = self.sample_noise.to(self.device).expand(len(x), -1)
+        out = torch.stack([self.nets["generator"](x, self.nets["style"](
+            torch.full((len(x),), g, device=self.device), noise)) for g in self.sample_genes], dim=1)
+        mosaic = sample_grid(x.float().cpu().numpy(), out.float().cpu().numpy())
+        return mosaic, ["input"] + [self.images.genes[g] for g in self.sample_genes]
+
+
+def train_impa(cells_path: str | os.PathLike, cfg: dict | None, seed: int, model_path, losses_path,
+               samples_path, checkpoint_dir, tensorboard_dir=None, embedding_path=None) -> None:
+    """Train IMPA on ``cells.h5`` (resuming from ``checkpoint_dir``); write the model file,
+    loss TSV and sample grid. ``embedding_path``: an embedding TSV (e.g. gene2vec's) used as
+    the frozen perturbation embedding when ``frozen_embedding``; None: P is trained."""
+    cfg = impa_config(cfg)
+    device = resolve_device(cfg["device"])
+    images = CellImages(cells_path, cfg["image_size"], device, cfg["data_in_memory"], cfg["memory_fraction"])
+    table = None
+    if embedding_path is not None and cfg["frozen_embedding"]:
+        table = perturbation_table(images.genes, embedding_path, seed)
+    log.info("IMPA: %d cells, %d genes, perturbation embedding %s, device %s", images.n, len(images.genes),
+             f"frozen from {embedding_path}" if table is not None else "trainable", device)
+    run_training(ImpaTrainer(images, cfg, seed, table), checkpoint_dir, model_path, losses_path,
+                 samples_path, tensorboard_dir)
+
+
+@torch.no_grad()
+def impa_embeddings(style_encoder: nn.Module, images_of: Callable[[np.ndarray], torch.Tensor], cells: dict[int, np.ndarray],
+                    batch_size: int = 256) -> dict[int, np.ndarray]:
+    """Mean style code E(x) (D,) float64 over ``cells[g]`` (row numbers) for every gene g."""
+    out = {}
+    for g, rows in cells.items():
+        total = None
+        for start in range(0, len(rows), batch_size):
+            codes = style_encoder(images_of(rows[start:start + batch_size])).double().sum(0)
+            total = codes if total is None else total + codes
+        out[g] = (total / len(rows)).cpu().numpy()
+    return out
+
+
+def extract_impa(model_path, cells_path, out_path, cfg: dict | None, seed: int) -> None:
+    """Write the IMPA embedding (method ``impa``): mean E(x) over up to ``n_cells`` random
+    cells (``seed``) of each non-control gene; genes without cells are left out."""
+    cfg = impa_config(cfg)
+    device = resolve_device(cfg["device"])
+    payload = load_model(model_path, "impa", device)
+    genes, controls, mcfg = payload["genes"], payload["controls"], payload["config"]
+    table = payload["state"].get("style.frozen")
+    nets = build_impa(len(genes), len(payload["channels"]), mcfg,
+                      None if table is None else table.cpu().numpy()).to(device)
+    nets.load_state_dict(payload["state"])
+    nets.eval()
+    gene_col = read_obs(cells_path)["gene"].astype(str).to_numpy()
+    rng = np.random.default_rng(seed)
+    cells = {}
+    for g, name in enumerate(genes):
+        rows = np.flatnonzero(gene_col == name)
+        if name != controls and len(rows):
+            cells[g] = np.sort(rng.choice(rows, size=min(cfg["n_cells"], len(rows)), replace=False))
+    means = impa_embeddings(nets["style_encoder"], crop_reader(cells_path, mcfg["image_size"], device), cells)
+    order = sorted(means)
+    write_embeddings(out_path, [genes[g] for g in order], np.stack([means[g] for g in order]))
+    log.info("IMPA embeddings for %d genes written", len(order))
