@@ -17,3 +17,14 @@ def real_data() -> pathlib.Path:
     if not REAL_DATA.is_dir():
         pytest.skip(f"real data folder {REAL_DATA} is absent (only present in the dev workspace)")
     return REAL_DATA
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one torch thread, then restore: tiny nets only contend for threads."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from opsembed.io.h5 import write_cells_h5
 
@@ -37,15 +36,6 @@ def write_cells(path, n_per_gene: int = 6, size: int = 32, channels: int = 2, se
     attrs = {"channels": [f"ch{c}" for c in range(channels)], "genes": GENES, "controls": "ctrl",
              "crop_size": size, "batch_key": "plate", "seed": seed}
     write_cells_h5(path, pd.DataFrame(rows), [np.stack(crops)], attrs)
-
-
-@pytest.fixture(autouse=False)
-def one_thread():
-    """Run a test on one torch thread (faster for tiny nets on a shared CPU), then restore."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import pytest
 import torch
 from torch import nn
 
-from gan_cells import one_thread  # noqa: F401  (fixture)
 from opsembed.models.blocks import AdaIN, AdainResBlk, ResBlk, channel_widths, he_init
 from opsembed.models.grape import Discriminator, build_grape
 from opsembed.models.impa import build_impa

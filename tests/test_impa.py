@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from gan_cells import GENES, TINY, cells_h5, one_thread, write_cells  # noqa: F401  (fixtures)
+from gan_cells import GENES, TINY, cells_h5, write_cells  # noqa: F401  (fixtures)
 from opsembed.io.embeddings import read_embeddings, write_embeddings
 from opsembed.io.errors import InputError
 from opsembed.models.impa import build_impa

@@ -19,13 +19,7 @@ TINY = {"image_size": 16, "width": 2, "batch_size": 4, "pretrain_iterations": 3,
         "n_sample_oes": 2}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: several intra-op threads only contend (much slower on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

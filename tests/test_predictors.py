@@ -24,13 +24,7 @@ PRED = dict(COMMON, width=2, iterations=3, n_sample_views=2, test_time_styles=2)
 FOLD = "plate-P1"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: several intra-op threads only contend (much slower on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_gradient_reversal_flips_and_scales_the_gradient():

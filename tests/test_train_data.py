@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from gan_cells import GENES, cells_h5, one_thread, write_cells  # noqa: F401  (fixtures)
+from gan_cells import GENES, cells_h5  # noqa: F401  (fixture)
 from opsembed.io.h5 import read_crops
 from opsembed.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from opsembed.train.data import BalancedSampler, CellImages, dihedral, iterate_batches, resize

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from gan_cells import GENES, TINY, cells_h5, one_thread  # noqa: F401  (fixtures)
+from gan_cells import GENES, TINY, cells_h5  # noqa: F401  (fixtures)
 from opsembed.io.embeddings import read_embeddings
 from opsembed.io.errors import InputError
 from opsembed.models.grape import build_grape
@@ -150,9 +150,11 @@ def test_cycle_switch(cells_h5, one_thread):
     assert not torch.allclose(g_on, g_off)
 
 
-def test_attention_and_ema_switches_change_training(tmp_path, cells_h5, one_thread):
+def test_attention_ema_and_augment_switches_change_training(tmp_path, cells_h5, one_thread):
     base = _train(tmp_path / "base", cells_h5, iterations=4, ema={"every": 2})
     attn = _train(tmp_path / "attn", cells_h5, iterations=4, ema={"every": 2}, attention=True)
+    augmented = _train(tmp_path / "aug", cells_h5, iterations=4, ema={"every": 2}, augment=True)
+    assert not base["d_real"].equals(augmented["d_real"])
     no_ema = _train(tmp_path / "none", cells_h5, iterations=4, ema={"mode": "none", "every": 2})
     assert not base["g_total"].equals(attn["g_total"])
     # the filter first acts after step 4 (step 2 only records): rows up to step 4 agree, then differ

@@ -2,7 +2,6 @@
 start-up, and a real run on a tiny simulated screen (all_preprocess, then the report)."""
 
 import os
-import shutil
 import subprocess
 import sys
 
