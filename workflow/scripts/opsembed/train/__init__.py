@@ -1,1 +1,2 @@
-"""Training loops of the learned embedding methods (GRAPE, IMPA): data, checkpoints, logs."""
+"""Training loops of the learned methods (GRAPE, IMPA, IST and the OOD predictors):
+data, checkpoints, logs."""
