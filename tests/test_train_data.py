@@ -10,6 +10,7 @@ from opsembed.io.h5 import read_crops
 from opsembed.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from opsembed.train.data import BalancedSampler, CellImages, dihedral, iterate_batches, resize
 from opsembed.train.ema import ParamEMA
+from opsembed.train.gan import cells_per_gene
 from opsembed.train.monitor import sample_grid
 
 CPU = torch.device("cpu")
@@ -130,3 +131,12 @@ def test_sample_grid_layout():
     mosaic = sample_grid(src, out)
     assert mosaic.shape == (16, 40, 3) and mosaic.dtype == np.uint8
     assert mosaic[:, :8].max() == 0 and mosaic[:, 8:].min() > 0   # input column dark, outputs bright
+
+
+def test_cells_per_gene_caps_and_skips_controls():
+    col = np.array(["A", "ctrl", "A", "B", "A", "A", "ctrl"])
+    cells = cells_per_gene(col, ["A", "B", "C", "ctrl"], "ctrl", n=3, seed=0)
+    assert set(cells) == {0, 1}                                   # C has no cells, ctrl is left out
+    assert len(cells[0]) == 3 and set(cells[0]) <= {0, 2, 4, 5} and list(cells[0]) == sorted(cells[0])
+    assert cells[1].tolist() == [3]
+    assert cells_per_gene(col, ["A", "B", "C", "ctrl"], "ctrl", 3, 0)[0].tolist() == cells[0].tolist()

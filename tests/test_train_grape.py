@@ -167,7 +167,7 @@ def test_attention_ema_and_augment_switches_change_training(tmp_path, cells_h5, 
 def test_extraction_writes_three_positions(tmp_path, cells_h5, one_thread):
     _train(tmp_path, cells_h5, iterations=2)
     paths = [tmp_path / f"p{i}.tsv" for i in (1, 2, 3)]
-    extract_grape(tmp_path / "model.pt", cells_h5, *paths, {**TINY, "n_cells_p3": 7}, 0)
+    extract_grape(tmp_path / "model.pt", cells_h5, *paths, {**TINY, "n_cells_p3": 4}, 0)
     p1, p2, p3 = (read_embeddings(p) for p in paths)
     genes = [g for g in GENES if g != "ctrl"]
     assert list(p1.index) == list(p2.index) == list(p3.index) == genes
@@ -175,13 +175,13 @@ def test_extraction_writes_three_positions(tmp_path, cells_h5, one_thread):
     model = torch.load(tmp_path / "model.pt", weights_only=True)
     m = model["state"]["style.embedding.weight"].double().numpy()
     assert np.allclose(p1.to_numpy(), m[:4], rtol=1e-12, atol=0)       # position 1 = rows of M
-    # position 3 by hand for one gene, over two cells
+    # positions 2 and 3 by hand for GENEC (id 2): its cells are rows 12..17
     nets = build_grape(len(GENES), 2, model["config"])
     nets.load_state_dict(model["state"])
-    rows = torch.tensor([0, 7]).numpy()
-    emb = grape_embeddings(nets, crop_reader(cells_h5, 16, CPU), rows, batch_size=1)
+    emb = grape_embeddings(nets, crop_reader(cells_h5, 16, CPU), {2: np.array([12, 15])}, batch_size=1)
+    assert set(emb["p3"]) == {2} and set(emb["p1"]) == set(range(5))
     with torch.no_grad():
-        x = crop_reader(cells_h5, 16, CPU)(rows)
+        x = crop_reader(cells_h5, 16, CPU)(np.array([12, 15]))
         s = nets["style"](torch.tensor([2, 2]))
         want = nets["style_encoder"](nets["generator"](x, s)).double().mean(0)
     assert torch.allclose(torch.from_numpy(emb["p3"][2]), want, rtol=1e-4, atol=1e-5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 import numpy as np
 import torch
@@ -70,3 +71,34 @@ def load_model(path: str | os.PathLike, method: str, device: torch.device) -> di
     if payload.get("method") != method:
         raise InputError(f"{path}: holds a {payload.get('method')!r} model, expected {method!r}.")
     return payload
+
+
+def cells_per_gene(gene_col: np.ndarray, genes: list[str], controls: str, n: int, seed: int) -> dict[int, np.ndarray]:
+    """Up to ``n`` random rows (sorted) per non-control gene id; genes without cells are absent.
+
+    ``gene_col`` is the obs ``gene`` column (str, one per cell); ``seed`` fixes the draw.
+    """
+    rng = np.random.default_rng(seed)
+    out = {}
+    for g, name in enumerate(genes):
+        rows = np.flatnonzero(gene_col == name)
+        if name != controls and len(rows):
+            out[g] = np.sort(rng.choice(rows, size=min(n, len(rows)), replace=False))
+    return out
+
+
+@torch.no_grad()
+def mean_per_gene(code: Callable[[int, torch.Tensor], torch.Tensor],
+                  images_of: Callable[[np.ndarray], torch.Tensor], cells: dict[int, np.ndarray],
+                  batch_size: int = 256) -> dict[int, np.ndarray]:
+    """For each gene id g of ``cells``: mean over its rows of ``code(g, crops)`` (n, D) -> float64 (D,).
+
+    ``images_of(rows)`` returns the crops (n, C, S, S) of those rows on the model's device.
+    """
+    out = {}
+    for g, rows in cells.items():
+        total = 0.0
+        for start in range(0, len(rows), batch_size):
+            total = total + code(g, images_of(rows[start:start + batch_size])).double().sum(0)
+        out[g] = (total / len(rows)).cpu().numpy()
+    return out

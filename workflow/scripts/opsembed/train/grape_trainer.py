@@ -27,7 +27,8 @@ from ..models.grape import MODEL_KEYS, build_grape, check_image_size
 from .data import BalancedSampler, CellImages, crop_reader, dihedral, step_generator
 from .device import adam, autocast, memory_format, resolve_device
 from .ema import ParamEMA
-from .gan import GENERATOR_SIDE, compiled_nets, load_model, r1_penalty, sample_choice, update
+from .gan import (GENERATOR_SIDE, cells_per_gene, compiled_nets, load_model, mean_per_gene, r1_penalty,
+                  sample_choice, update)
 from .loop import GanTrainer, merge_config, run_training
 from .monitor import sample_grid
 
@@ -36,33 +37,33 @@ log = logging.getLogger(__name__)
 DEFAULTS = {
     "enabled": True,
     "image_size": 32,           # training side length (crops are resized); multiple of 8
-    "dim_in": 16,               # conv width at full resolution, doubled per downsampling
-    "max_conv_dim": 64,         # cap on conv widths
+    "dim_in": 8,                # conv width at full resolution, doubled per downsampling
+    "max_conv_dim": 32,         # cap on conv widths
     "style_dim": 16,            # style code s
     "embed_dim": 500,           # d, columns of M
-    "embed_init_std": 1.0,      # M ~ N(0, std^2)
+    "embed_init_std": 0.01,     # M ~ N(0, std^2); small, so short runs are not dominated by the draw
     "mapping_hidden": 128,      # hidden width of F
     "attention": False,         # ablation: self-attention over M before F
     "attention_heads": 1,
     "detach_style": True,       # ablation: style loss updates only E
     "cycle": True,              # ablation: cycle loss on/off
     "iterations": 1000,
-    "batch_size": 64,
-    "lr": 1.0e-4,
+    "batch_size": 32,
+    "lr": 5.0e-4,
     "weight_decay": 1.0e-4,
     "betas": [0.0, 0.99],
     "lambda_cyc": 1.0,
     "lambda_sty": 1.0,
     "r1_gamma": 1.0,
     "augment": False,           # random rotations/reflections of the real crops (small screens)
-    "ema": {"mode": "filter", "every": 2500, "gamma": 0.5, "beta": 0.999},
-    "checkpoint_every": 500,
-    "log_every": 50,
-    "sample_every": 0,          # TensorBoard sample grid every N steps (0: only at the end)
+    "ema": {"mode": "filter", "every": 250, "gamma": 0.5, "beta": 0.999},
+    "checkpoint_every": 250,
+    "log_every": 25,
+    "sample_every": 250,        # TensorBoard sample grid every N steps (0: only at the end)
     "n_sample_cells": 6,
     "n_sample_genes": 8,
     "sample_genes": None,       # list of genes for the grid columns; None: spread over the vocabulary
-    "n_cells_p3": 500,          # cells restyled per gene for position 3
+    "n_cells_p3": 100,          # cells restyled per gene for position 3 (paper: 500)
     "device": "auto",
     "compile": False,
     "bf16": True,
@@ -184,48 +185,45 @@ def train_grape(cells_path: str | os.PathLike, cfg: dict | None, seed: int, mode
 
 @torch.no_grad()
 def grape_embeddings(nets: nn.ModuleDict, images_of: Callable[[np.ndarray], torch.Tensor],
-                     source_cells: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
-    """GRAPE's gene representations, each (G, .) float64 over all genes of the vocabulary.
+                     cells: dict[int, np.ndarray], batch_size: int = 256) -> dict[str, dict[int, np.ndarray]]:
+    """GRAPE's gene representations at the paper's three positions, {position: {gene id: vector}}.
 
-    - ``p1``: rows of M (G, d);
-    - ``p2``: F(M_z) (attention applied first when enabled) (G, D);
-    - ``p3``: mean over ``source_cells`` of E(G(x, s_z)) (G, D); ``images_of(rows)``
-      returns those cells' crops (n, C, S, S) on ``device``.
+    - ``p1``: the row M_z (d,), every gene of the vocabulary;
+    - ``p2``: F(M_z) (D,) (attention over M first when enabled), every gene;
+    - ``p3``: mean over the rows ``cells[z]`` of E(G(x, F(M_z))) (D,), the genes of ``cells``;
+      ``images_of(rows)`` returns those cells' crops (n, C, S, S) on the model's device.
     """
-    style = nets["style"]
-    p1 = style.embedding.weight.double().cpu().numpy()
-    styles = style.all_styles()                                              # (G, D)
-    sums = torch.zeros_like(styles, dtype=torch.float64)
-    for start in range(0, len(source_cells), batch_size):
-        x = images_of(source_cells[start:start + batch_size])
-        for g in range(len(styles)):
-            fake = nets["generator"](x, styles[g].expand(len(x), -1))
-            sums[g] += nets["style_encoder"](fake).double().sum(0)
-    p3 = sums / max(len(source_cells), 1)
-    return {"p1": p1, "p2": styles.double().cpu().numpy(), "p3": p3.cpu().numpy()}
+    m = nets["style"].embedding.weight.double().cpu().numpy()
+    styles = nets["style"].all_styles()                                      # (G, D)
+
+    def restyled_code(g: int, x: torch.Tensor) -> torch.Tensor:
+        return nets["style_encoder"](nets["generator"](x, styles[g].expand(len(x), -1)))
+
+    return {"p1": dict(enumerate(m)), "p2": dict(enumerate(styles.double().cpu().numpy())),
+            "p3": mean_per_gene(restyled_code, images_of, cells, batch_size)}
 
 
 def extract_grape(model_path, cells_path, p1_path, p2_path, p3_path, cfg: dict | None, seed: int) -> None:
     """Write GRAPE embeddings at positions 1, 2 and 3 (methods grape, grape_p2, grape_p3).
 
-    Position 3 restyles the same ``n_cells_p3`` cells, drawn at random (``seed``) from all
-    cells, to every gene. Control genes are left out of all three files.
+    Position 3 restyles up to ``n_cells_p3`` random cells (``seed``) of each gene to that
+    gene. Controls are left out of all three files; genes without cells out of position 3.
     """
     cfg = grape_config(cfg)
     device = resolve_device(cfg["device"])
     payload = load_model(model_path, "grape", device)
-    genes, controls = payload["genes"], payload["controls"]
+    genes = payload["genes"]
     nets = build_grape(len(genes), len(payload["channels"]), payload["config"]).to(device)
     nets.load_state_dict(payload["state"])
     nets.eval()
-    n_cells = len(read_obs(cells_path))
-    rng = np.random.default_rng(seed)
-    source = np.sort(rng.choice(n_cells, size=min(cfg["n_cells_p3"], n_cells), replace=False))
-    emb = grape_embeddings(nets, crop_reader(cells_path, payload["config"]["image_size"], device), source)
-    keep = [i for i, g in enumerate(genes) if g != controls]
-    names = [genes[i] for i in keep]
+    gene_col = read_obs(cells_path)["gene"].astype(str).to_numpy()
+    cells = cells_per_gene(gene_col, genes, payload["controls"], cfg["n_cells_p3"], seed)
+    emb = grape_embeddings(nets, crop_reader(cells_path, payload["config"]["image_size"], device), cells)
+    keep = [g for g, name in enumerate(genes) if name != payload["controls"]]
     for key, path in (("p1", p1_path), ("p2", p2_path), ("p3", p3_path)):
-        write_embeddings(path, names, emb[key][keep])
-    log.info("GRAPE embeddings for %d genes written (p3 from %d cells)", len(names), len(source))
+        ids = [g for g in keep if g in emb[key]]
+        write_embeddings(path, [genes[g] for g in ids], np.stack([emb[key][g] for g in ids]))
+    log.info("GRAPE embeddings for %d genes written (p3: %d genes, up to %d cells each)", len(keep),
+             len(cells), cfg["n_cells_p3"])
 
 

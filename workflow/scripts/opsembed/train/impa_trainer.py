@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..io.embeddings import read_embeddings, write_embeddings
 from ..io.errors import InputError
@@ -31,7 +29,8 @@ from ..models.impa import MODEL_KEYS, build_impa
 from .data import BalancedSampler, CellImages, crop_reader, dihedral, step_generator
 from .device import adam, autocast, memory_format, resolve_device
 from .ema import ParamEMA
-from .gan import GENERATOR_SIDE, compiled_nets, load_model, r1_penalty, sample_choice, update
+from .gan import (GENERATOR_SIDE, cells_per_gene, compiled_nets, load_model, mean_per_gene, r1_penalty,
+                  sample_choice, update)
 from .grape_trainer import DEFAULTS as GRAPE_DEFAULTS
 from .loop import GanTrainer, merge_config, run_training
 from .monitor import sample_grid
@@ -193,20 +192,6 @@ def train_impa(cells_path: str | os.PathLike, cfg: dict | None, seed: int, model
                  samples_path, tensorboard_dir)
 
 
-@torch.no_grad()
-def impa_embeddings(style_encoder: nn.Module, images_of: Callable[[np.ndarray], torch.Tensor], cells: dict[int, np.ndarray],
-                    batch_size: int = 256) -> dict[int, np.ndarray]:
-    """Mean style code E(x) (D,) float64 over ``cells[g]`` (row numbers) for every gene g."""
-    out = {}
-    for g, rows in cells.items():
-        total = None
-        for start in range(0, len(rows), batch_size):
-            codes = style_encoder(images_of(rows[start:start + batch_size])).double().sum(0)
-            total = codes if total is None else total + codes
-        out[g] = (total / len(rows)).cpu().numpy()
-    return out
-
-
 def extract_impa(model_path, cells_path, out_path, cfg: dict | None, seed: int) -> None:
     """Write the IMPA embedding (method ``impa``): mean E(x) over up to ``n_cells`` random
     cells (``seed``) of each non-control gene; genes without cells are left out."""
@@ -220,13 +205,9 @@ def extract_impa(model_path, cells_path, out_path, cfg: dict | None, seed: int) 
     nets.load_state_dict(payload["state"])
     nets.eval()
     gene_col = read_obs(cells_path)["gene"].astype(str).to_numpy()
-    rng = np.random.default_rng(seed)
-    cells = {}
-    for g, name in enumerate(genes):
-        rows = np.flatnonzero(gene_col == name)
-        if name != controls and len(rows):
-            cells[g] = np.sort(rng.choice(rows, size=min(cfg["n_cells"], len(rows)), replace=False))
-    means = impa_embeddings(nets["style_encoder"], crop_reader(cells_path, mcfg["image_size"], device), cells)
+    cells = cells_per_gene(gene_col, genes, controls, cfg["n_cells"], seed)
+    encoder = nets["style_encoder"]
+    means = mean_per_gene(lambda g, x: encoder(x), crop_reader(cells_path, mcfg["image_size"], device), cells)
     order = sorted(means)
     write_embeddings(out_path, [genes[g] for g in order], np.stack([means[g] for g in order]))
     log.info("IMPA embeddings for %d genes written", len(order))
