@@ -100,7 +100,8 @@ def main(argv=None) -> dict:
     warmup = args.warmup if args.warmup is not None else (2 if args.tiny else 10)
     result = bench(cfg, args.genes, args.channels, steps, warmup, args.cells_per_gene)
     print(f"GRAPE {result['shape']} x {result['genes']} genes on {result['device']}: "
-          f"{result['it_per_s']} it/s ({result['s_per_it']} s/it), peak GPU memory {result['peak_gpu_gib']} GiB")
+          f"{result['it_per_s']} it/s ({result['s_per_it']} s/it), "
+          f"peak GPU memory {result['peak_gpu_gib']} GiB")
     print(json.dumps(result))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

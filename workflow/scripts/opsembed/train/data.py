@@ -220,8 +220,12 @@ class _StepDataset(torch.utils.data.Dataset):
         return out
 
 
+Batch = dict[str, tuple[torch.Tensor, torch.Tensor]]
+"""{stream name: (crops float32 (B, C, S, S), gene ids int64 (B,))}, both on the compute device."""
+
+
 def iterate_batches(images: CellImages, samplers: dict[str, BalancedSampler], start: int, stop: int,
-                    num_workers: int = 4) -> Iterator[tuple[int, dict[str, tuple[torch.Tensor, torch.Tensor]]]]:
+                    num_workers: int = 4) -> Iterator[tuple[int, Batch]]:
     """Yield (step, {stream: (crops float32 (B, C, S, S) on device, gene ids (B,) on device)})
     for steps ``start`` .. ``stop - 1``. Crops in memory are gathered where they live;
     streamed crops are read by ``num_workers`` DataLoader workers, a few steps ahead."""

@@ -73,7 +73,8 @@ def load_model(path: str | os.PathLike, method: str, device: torch.device) -> di
     return payload
 
 
-def cells_per_gene(gene_col: np.ndarray, genes: list[str], controls: str, n: int, seed: int) -> dict[int, np.ndarray]:
+def cells_per_gene(gene_col: np.ndarray, genes: list[str], controls: str, n: int,
+                   seed: int) -> dict[int, np.ndarray]:
     """Up to ``n`` random rows (sorted) per non-control gene id; genes without cells are absent.
 
     ``gene_col`` is the obs ``gene`` column (str, one per cell); ``seed`` fixes the draw.

@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 _SHARED = ("enabled", "image_size", "dim_in", "max_conv_dim", "style_dim", "embed_dim", "embed_init_std",
            "mapping_hidden", "iterations", "batch_size", "lr", "weight_decay", "betas", "lambda_cyc",
-           "lambda_sty", "r1_gamma", "augment", "checkpoint_every", "log_every", "sample_every", "n_sample_cells",
+           "lambda_sty", "r1_gamma", "augment", "checkpoint_every", "log_every", "sample_every",
+           "n_sample_cells",
            "n_sample_genes", "sample_genes", "device", "compile", "bf16", "channels_last",
            "data_in_memory", "memory_fraction", "num_workers", "progress_interval", "seed")
 DEFAULTS = {
@@ -95,7 +96,8 @@ class ImpaTrainer(GanTrainer):
 
     def __init__(self, images: CellImages, cfg: dict, seed: int, table: np.ndarray | None = None):
         self.images, self.cfg, self.seed, self.device = images, cfg, int(seed), images.device
-        if images.controls not in images.genes or not (images.gene_ids == images.genes.index(images.controls)).any():
+        control = images.genes.index(images.controls) if images.controls in images.genes else -1
+        if not (images.gene_ids == control).any():
             raise InputError(f"{images.path}: IMPA translates control cells, but there are no "
                              f"{images.controls!r} cells. Check the `controls` label in the config.")
         self.fmt = memory_format(self.device, cfg["channels_last"])
@@ -107,14 +109,14 @@ class ImpaTrainer(GanTrainer):
         self.run = compiled_nets(self.nets, cfg["compile"])
         ema = cfg["ema"]
         self.ema = ParamEMA(self.nets, GENERATOR_SIDE, ema["mode"], ema["every"], ema["gamma"], ema["beta"])
-        control = images.genes.index(images.controls)
         targets = [g for g in images.genes_without_controls() if (images.gene_ids == g).any()]
         if not targets:
             raise InputError(f"{images.path}: IMPA needs perturbed cells; only controls were found.")
         self.samplers = {"src": BalancedSampler(images.gene_ids, [control], cfg["batch_size"], self.seed, 1),
                          "tgt": BalancedSampler(images.gene_ids, targets, cfg["batch_size"], self.seed, 2)}
         self.sample_cells, self.sample_genes = sample_choice(images, cfg, self.seed)
-        self.sample_noise = torch.randn(1, cfg["noise_dim"], generator=torch.Generator().manual_seed(self.seed))
+        self.sample_noise = torch.randn(1, cfg["noise_dim"],
+                                        generator=torch.Generator().manual_seed(self.seed))
         self.table_given = table is not None
 
     def fingerprint(self) -> dict:

@@ -131,14 +131,15 @@ def run_training(trainer: GanTrainer, checkpoint_dir: str | os.PathLike, model_p
                 else "no checkpoint had been written yet")
 
     try:
-        for step, batch in iterate_batches(trainer.images, trainer.samplers, start, total, cfg["num_workers"]):
+        batches = iterate_batches(trainer.images, trainer.samplers, start, total, cfg["num_workers"])
+        for step, batch in batches:
             monitor.record(step, trainer.train_step(step, batch))
             done = step + 1
             trainer.ema.update(done)
             if done % cfg["log_every"] == 0 or done == total:
                 monitor.flush(done)
                 monitor.check_finite(where_kept())
-            if cfg["sample_every"] and done % cfg["sample_every"] == 0:
+            if monitor.writer is not None and cfg["sample_every"] and done % cfg["sample_every"] == 0:
                 monitor.add_image("samples", trainer.sample_restyle()[0], done)
             if done % cfg["checkpoint_every"] == 0 or done == total:
                 monitor.check_finite(where_kept())
