@@ -161,16 +161,25 @@ def build_grape(n_genes: int, in_channels: int, cfg: dict) -> nn.ModuleDict:
     Returns a ModuleDict with ``style`` (GeneStyle), ``generator``, ``style_encoder`` and
     ``discriminator``. Draws from torch's global RNG: seed it first for reproducibility.
     """
-    size, width, top, sdim = cfg["image_size"], cfg["dim_in"], cfg["max_conv_dim"], cfg["style_dim"]
+    sdim = cfg["style_dim"]
     if cfg["attention"] and cfg["embed_dim"] % cfg["attention_heads"]:
         raise ValueError(f"embed_dim {cfg['embed_dim']} is not divisible by "
                          f"attention_heads {cfg['attention_heads']}")
+    style = GeneStyle(n_genes, cfg["embed_dim"], sdim, cfg["mapping_hidden"], cfg["attention"],
+                      cfg["attention_heads"], cfg["embed_init_std"])
+    return stargan_networks(style, n_genes, in_channels, cfg)
+
+
+def stargan_networks(style: nn.Module, n_heads: int, in_channels: int, cfg: dict) -> nn.ModuleDict:
+    """``style`` plus a StarGAN v2 ``generator``, ``style_encoder`` and ``discriminator``
+    (``n_heads`` outputs) at the widths of ``cfg``, all He-initialised; then the style
+    module's embedding gets its own initialisation (``style.reset_embedding()``)."""
+    size, width, top, sdim = cfg["image_size"], cfg["dim_in"], cfg["max_conv_dim"], cfg["style_dim"]
     nets = nn.ModuleDict({
-        "style": GeneStyle(n_genes, cfg["embed_dim"], sdim, cfg["mapping_hidden"], cfg["attention"],
-                           cfg["attention_heads"], cfg["embed_init_std"]),
+        "style": style,
         "generator": Generator(in_channels, size, sdim, width, top),
         "style_encoder": StyleEncoder(in_channels, size, sdim, width, top),
-        "discriminator": Discriminator(in_channels, size, n_genes, width, top),
+        "discriminator": Discriminator(in_channels, size, n_heads, width, top),
     })
     nets.apply(he_init)
     nets["style"].reset_embedding()

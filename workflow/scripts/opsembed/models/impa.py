@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .blocks import MLP, he_init
-from .grape import Discriminator, Generator, StyleEncoder
+from .blocks import MLP
+from .grape import stargan_networks
 
 MODEL_KEYS = ("image_size", "dim_in", "max_conv_dim", "style_dim", "embed_dim", "embed_init_std",
               "mapping_hidden", "noise_dim")
@@ -64,14 +64,6 @@ class PerturbationStyle(nn.Module):
 def build_impa(n_genes: int, in_channels: int, cfg: dict, table: np.ndarray | None = None) -> nn.ModuleDict:
     """All IMPA networks, He-initialised: ``style`` (PerturbationStyle), ``generator``,
     ``style_encoder``, ``discriminator``. ``table`` (G, p) freezes the perturbation embedding."""
-    size, width, top, sdim = cfg["image_size"], cfg["dim_in"], cfg["max_conv_dim"], cfg["style_dim"]
-    nets = nn.ModuleDict({
-        "style": PerturbationStyle(n_genes, sdim, cfg["mapping_hidden"], cfg["noise_dim"], table,
-                                   cfg["embed_dim"], cfg["embed_init_std"]),
-        "generator": Generator(in_channels, size, sdim, width, top),
-        "style_encoder": StyleEncoder(in_channels, size, sdim, width, top),
-        "discriminator": Discriminator(in_channels, size, n_genes, width, top),
-    })
-    nets.apply(he_init)
-    nets["style"].reset_embedding()
-    return nets
+    style = PerturbationStyle(n_genes, cfg["style_dim"], cfg["mapping_hidden"], cfg["noise_dim"], table,
+                              cfg["embed_dim"], cfg["embed_init_std"])
+    return stargan_networks(style, n_genes, in_channels, cfg)

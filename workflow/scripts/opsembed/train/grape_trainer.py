@@ -25,10 +25,8 @@ from ..io.embeddings import write_embeddings
 from ..io.h5 import read_obs
 from ..models.grape import MODEL_KEYS, build_grape, check_image_size
 from .data import BalancedSampler, CellImages, crop_reader, dihedral, step_generator
-from .device import adam, autocast, memory_format, resolve_device
-from .ema import ParamEMA
-from .gan import (GENERATOR_SIDE, cells_per_gene, compiled_nets, load_model, mean_per_gene, r1_penalty,
-                  sample_choice, update)
+from .device import autocast, resolve_device
+from .gan import GENERATOR_SIDE, cells_per_gene, load_model, mean_per_gene, r1_penalty, sample_choice, update
 from .loop import GanTrainer, merge_config, run_training
 from .monitor import sample_grid
 
@@ -128,15 +126,7 @@ class GrapeTrainer(GanTrainer):
 
     def __init__(self, images: CellImages, cfg: dict, seed: int):
         self.images, self.cfg, self.seed, self.device = images, cfg, int(seed), images.device
-        self.fmt = memory_format(self.device, cfg["channels_last"])
-        torch.manual_seed(self.seed)
-        self.nets = build_grape(len(images.genes), len(images.channels), cfg).to(
-            self.device, memory_format=self.fmt)
-        self.optimizers = {k: adam(m.parameters(), cfg["lr"], cfg["betas"], cfg["weight_decay"], self.device)
-                           for k, m in self.nets.items()}
-        self.run = compiled_nets(self.nets, cfg["compile"])
-        ema = cfg["ema"]
-        self.ema = ParamEMA(self.nets, GENERATOR_SIDE, ema["mode"], ema["every"], ema["gamma"], ema["beta"])
+        self.setup_networks(lambda: build_grape(len(images.genes), len(images.channels), cfg))
         pool = [g for g in range(len(images.genes)) if (images.gene_ids == g).any()]
         self.samplers = {"x": BalancedSampler(images.gene_ids, pool, cfg["batch_size"], self.seed, stream=0)}
         self.sample_cells, self.sample_genes = sample_choice(images, cfg, self.seed)

@@ -27,10 +27,8 @@ from ..io.h5 import read_obs
 from ..models.grape import check_image_size
 from ..models.impa import MODEL_KEYS, build_impa
 from .data import BalancedSampler, CellImages, crop_reader, dihedral, step_generator
-from .device import adam, autocast, memory_format, resolve_device
-from .ema import ParamEMA
-from .gan import (GENERATOR_SIDE, cells_per_gene, compiled_nets, load_model, mean_per_gene, r1_penalty,
-                  sample_choice, update)
+from .device import autocast, resolve_device
+from .gan import GENERATOR_SIDE, cells_per_gene, load_model, mean_per_gene, r1_penalty, sample_choice, update
 from .grape_trainer import DEFAULTS as GRAPE_DEFAULTS
 from .loop import GanTrainer, merge_config, run_training
 from .monitor import sample_grid
@@ -100,15 +98,7 @@ class ImpaTrainer(GanTrainer):
         if not (images.gene_ids == control).any():
             raise InputError(f"{images.path}: IMPA translates control cells, but there are no "
                              f"{images.controls!r} cells. Check the `controls` label in the config.")
-        self.fmt = memory_format(self.device, cfg["channels_last"])
-        torch.manual_seed(self.seed)
-        self.nets = build_impa(len(images.genes), len(images.channels), cfg, table).to(
-            self.device, memory_format=self.fmt)
-        self.optimizers = {k: adam(m.parameters(), cfg["lr"], cfg["betas"], cfg["weight_decay"], self.device)
-                           for k, m in self.nets.items()}
-        self.run = compiled_nets(self.nets, cfg["compile"])
-        ema = cfg["ema"]
-        self.ema = ParamEMA(self.nets, GENERATOR_SIDE, ema["mode"], ema["every"], ema["gamma"], ema["beta"])
+        self.setup_networks(lambda: build_impa(len(images.genes), len(images.channels), cfg, table))
         targets = [g for g in images.genes_without_controls() if (images.gene_ids == g).any()]
         if not targets:
             raise InputError(f"{images.path}: IMPA needs perturbed cells; only controls were found.")

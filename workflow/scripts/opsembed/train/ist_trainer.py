@@ -35,10 +35,10 @@ from ..models.grape import build_grape
 from ..models.ist import MODEL_KEYS, build_ist, check_image_size, gram, init_critic_from_encoder, restyle, style_code
 from .checkpoint import load_checkpoint
 from .data import step_generator
-from .device import adam, autocast, memory_format, resolve_device
+from .device import adam, autocast, resolve_device
 from .ema import ParamEMA
 from .fold_data import FoldData, flip_rotate, load_fold
-from .gan import GENERATOR_SIDE, compiled_nets, r1_penalty, update
+from .gan import r1_penalty, update
 from .grape_trainer import DEFAULTS as GRAPE_DEFAULTS
 from .grape_trainer import GrapeTrainer
 from .loop import GanTrainer, merge_config, run_training
@@ -256,15 +256,7 @@ class StarGanOETrainer(GrapeTrainer):
     def __init__(self, data: FoldData, cfg: dict, seed: int):
         self.data, self.images, self.cfg, self.seed = data, data.images, cfg, int(seed)
         self.device = self.images.device
-        self.fmt = memory_format(self.device, cfg["channels_last"])
-        torch.manual_seed(self.seed)
-        self.nets = build_grape(len(data.oes), len(self.images.channels), cfg).to(
-            self.device, memory_format=self.fmt)
-        self.optimizers = {k: adam(m.parameters(), cfg["lr"], cfg["betas"], cfg["weight_decay"], self.device)
-                           for k, m in self.nets.items()}
-        self.run = compiled_nets(self.nets, cfg["compile"])
-        ema = cfg["ema"]
-        self.ema = ParamEMA(self.nets, GENERATOR_SIDE, ema["mode"], ema["every"], ema["gamma"], ema["beta"])
+        self.setup_networks(lambda: build_grape(len(data.oes), len(self.images.channels), cfg))
         self.samplers = {"x": data.oe_sampler(cfg["batch_size"], self.seed, stream=0, labels="oe")}
         self.sample_cells, styles = fold_sample_choice(
             data, {"n_sample_cells": cfg["n_sample_cells"], "n_sample_oes": cfg["n_sample_genes"]}, self.seed)

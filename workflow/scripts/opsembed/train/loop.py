@@ -25,7 +25,9 @@ from torch import nn
 from ..io.errors import InputError
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .data import BalancedSampler, CellImages, iterate_batches
+from .device import adam, memory_format
 from .ema import ParamEMA
+from .gan import GENERATOR_SIDE, compiled_nets
 from .monitor import Monitor, save_grid_png
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,20 @@ class GanTrainer:
     samplers: dict[str, BalancedSampler]
     loss_names: list[str]
     model_keys: tuple[str, ...]
+
+    def setup_networks(self, build) -> None:
+        """Seed torch, build ``self.nets = build()`` on the device (memory format from cfg),
+        and give them one Adam per network, optional ``torch.compile`` and the configured EMA.
+        Needs ``self.cfg``, ``self.seed`` and ``self.device``."""
+        cfg = self.cfg
+        self.fmt = memory_format(self.device, cfg["channels_last"])
+        torch.manual_seed(self.seed)
+        self.nets = build().to(self.device, memory_format=self.fmt)
+        self.optimizers = {k: adam(m.parameters(), cfg["lr"], cfg["betas"], cfg["weight_decay"], self.device)
+                           for k, m in self.nets.items()}
+        self.run = compiled_nets(self.nets, cfg["compile"])
+        ema = cfg["ema"]
+        self.ema = ParamEMA(self.nets, GENERATOR_SIDE, ema["mode"], ema["every"], ema["gamma"], ema["beta"])
 
     def train_step(self, step: int, batch: dict) -> torch.Tensor:
         """One optimisation step (0-based ``step``); returns the losses (len(loss_names),)."""
