@@ -133,6 +133,16 @@ def training_runs():
     return {name: run for m in METHODS.values() for name, run in m["training"].items()}
 
 
+def embedding_if_registered(method):
+    """Input function: the embedding file of `method` when it runs in this config, else
+    nothing (for methods that build on another's embedding; order of includes is irrelevant)."""
+
+    def files(wildcards):
+        return f"results/embeddings/{method}.tsv" if method in METHODS else []
+
+    return files
+
+
 def method_metrics(wildcards=None):
     return expand("results/evaluation/{method}/metrics.tsv", method=method_names())
 

@@ -63,7 +63,8 @@ def _leaf_keys(schema, prefix=""):
 
 
 def _documented_keys(text):
-    """Keys named in the first cell of the README's key table (`a.b.c`, `d` means a.b.d)."""
+    """Keys named in the first cell of the README's key table: `a.b.c`, `d` means a.b.d;
+    `a.b.c`, `x.y.c` names both keys."""
     keys = set()
     for line in text.splitlines():
         if not line.startswith("| `"):
@@ -71,7 +72,7 @@ def _documented_keys(text):
         spans = re.findall(r"`([^`]+)`", line.split("|")[1])
         parent = spans[0].rpartition(".")[0]
         keys.add(spans[0])
-        keys.update(f"{parent}.{leaf}" if parent else leaf for leaf in spans[1:])
+        keys.update(leaf if "." in leaf or not parent else f"{parent}.{leaf}" for leaf in spans[1:])
     return keys
 
 
@@ -80,3 +81,14 @@ def test_config_readme_documents_every_key():
     documented = _documented_keys((REPO / "config" / "README.md").read_text())
     missing = sorted(set(_leaf_keys(schema)) - documented)
     assert not missing, f"config/README.md lacks {missing}"
+
+
+@pytest.mark.parametrize("block, module", [("grape", "opsembed.train.grape_trainer"),
+                                           ("impa", "opsembed.train.impa_trainer")])
+def test_trainer_defaults_match_the_schema(block, module):
+    """The library's defaults (used outside Snakemake) are the schema's, key for key."""
+    import importlib
+
+    cfg = {}
+    validate(cfg, SCHEMA)
+    assert cfg["methods"][block] == importlib.import_module(module).DEFAULTS

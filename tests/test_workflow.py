@@ -20,7 +20,15 @@ TINY = {
     "preprocess": {"flatfield": {"n_tiles": 4}, "rescale": {"n_tiles": 4}},
     "evaluation": {"ground_truth": {"min_genes": 3}, "map": {"null_size": 100},
                    "kmeans": {"n_runs": 10, "k_max": 8}},
-    "methods": {"engineered": {"enabled": True}},
+    "methods": {
+        "engineered": {"enabled": True},
+        # GAN training on CPU: a few steps at tiny widths, one checkpoint on the way
+        "grape": {"iterations": 12, "batch_size": 8, "embed_dim": 16, "mapping_hidden": 16,
+                  "checkpoint_every": 6, "log_every": 3, "sample_every": 0, "n_cells_p3": 4,
+                  "ema": {"every": 6}},
+        "impa": {"iterations": 12, "batch_size": 8, "embed_dim": 16, "mapping_hidden": 16,
+                 "checkpoint_every": 6, "log_every": 3, "sample_every": 0, "n_cells": 4},
+    },
 }
 
 
@@ -44,7 +52,8 @@ def test_dry_run_shows_the_whole_dag(tmp_path):
                 "--configfile", str(REPO / "config" / "config.yaml")]).stdout
     for rule in ["simulate_demo", "validate_inputs", "fit_flatfield", "rescale_percentiles",
                  "crop_well", "merge_cells", "curate_ground_truth", "embed_random",
-                 "embed_engineered", "evaluate_method", "combine_metrics", "report"]:
+                 "embed_engineered", "train_grape", "extract_grape", "train_impa", "extract_impa",
+                 "evaluate_method", "combine_metrics", "report"]:
         assert rule in out, f"{rule} missing from the dry run"
     assert "embed_gene2vec" not in out  # no pretrained file configured: skipped
 
@@ -105,6 +114,12 @@ def test_full_run_writes_the_report(tiny_run):
     work, base, _ = tiny_run
     _run(["all"] + base)
     metrics = pd.read_csv(work / "results" / "evaluation" / "metrics.tsv", sep="\t")
-    assert {"random", "engineered"} <= set(metrics["method"])
+    assert {"random", "engineered", "grape", "grape_p2", "grape_p3", "impa"} <= set(metrics["method"])
+    for method in ("grape", "impa"):
+        losses = pd.read_csv(work / "results" / "train" / method / "losses.tsv", sep="\t")
+        assert losses["step"].tolist() == [3, 6, 9, 12]
+        assert np.isfinite(losses.drop(columns="step").to_numpy()).all()
+        assert (work / "results" / "train" / method / "checkpoints").is_dir()
     html = (work / "results" / "report.html").read_text()
     assert "<img" in html and "src=\"http" not in html
+    assert "<h3>grape</h3>" in html and "<h3>impa</h3>" in html and "No learned method ran" not in html

@@ -1,0 +1,65 @@
+# GRAPE (Bigverdi, Hoeckendorf et al. 2024): a StarGAN v2 variant whose styles come from a
+# trainable gene-embedding table M. One GPU training job, then extraction at the paper's
+# three positions: rows of M (grape), F(M) (grape_p2), mean restyled style code (grape_p3).
+
+GRAPE_TRAINING = {"losses": "results/train/grape/losses.tsv", "samples": "results/train/grape/samples.png"}
+
+register_method("grape", outputs=["grape", "grape_p2", "grape_p3"], training={"grape": GRAPE_TRAINING})
+
+
+rule train_grape:
+    input:
+        cells="results/preprocess/cells.h5",
+    output:
+        model="results/train/grape/model.pt",
+        losses=GRAPE_TRAINING["losses"],
+        samples=report(
+            GRAPE_TRAINING["samples"],
+            caption="../../workflow/report/samples.rst",
+            category="Training",
+            labels={"method": "grape"},
+        ),
+    params:
+        cfg=config["methods"]["grape"],
+        seed=config["methods"]["grape"]["seed"],
+        checkpoint_dir="results/train/grape/checkpoints",
+        tensorboard_dir="results/train/grape/tensorboard",
+    log:
+        "results/logs/train_grape.log",
+    benchmark:
+        "results/benchmarks/train_grape.tsv"
+    threads: 1
+    resources:
+        mem_mb=16000,
+        runtime=4320,
+        gpu=1,
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../../workflow/scripts/train_grape.py"
+
+
+rule extract_grape:
+    input:
+        model="results/train/grape/model.pt",
+        cells="results/preprocess/cells.h5",
+    output:
+        p1="results/embeddings/grape.tsv",
+        p2="results/embeddings/grape_p2.tsv",
+        p3="results/embeddings/grape_p3.tsv",
+    params:
+        cfg=config["methods"]["grape"],
+        seed=config["methods"]["grape"]["seed"],
+    log:
+        "results/logs/extract_grape.log",
+    benchmark:
+        "results/benchmarks/extract_grape.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=1,
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../../workflow/scripts/extract_grape.py"

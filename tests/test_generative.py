@@ -1,0 +1,130 @@
+"""GRAPE's generative check: planted feature found, table and figure written, restyling, errors."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from gan_cells import GENES, TINY, write_cells
+from opsembed.evaluate.generative import decorrelated, feature_geometry, generative_check, group_summary, restyle
+from opsembed.io.errors import InputError
+from opsembed.io.h5 import read_attrs, read_crops, read_obs, write_cells_h5
+from opsembed.models.grape import build_grape
+from opsembed.train.checkpoint import save_checkpoint
+from opsembed.train.data import CellImages
+from opsembed.train.grape_trainer import GrapeTrainer, grape_config
+
+CPU = torch.device("cpu")
+N = 20
+"""Cells per gene; controls ("ctrl", the last gene) have the brightest DNA (channel 0) blob."""
+
+
+def _model(cells, path):
+    """An untrained GRAPE model file (TINY widths, 16 px), written as training writes it."""
+    trainer = GrapeTrainer(CellImages(cells, TINY["image_size"], CPU), grape_config(TINY), 0)
+    save_checkpoint(trainer.model_payload(0), path)
+    return path
+
+
+def _rewrite(src, dst, keep=None, swap_channels=False):
+    """A copy of cells file ``src`` with only rows ``keep`` and/or its two channels swapped."""
+    obs, attrs = read_obs(src), read_attrs(src)
+    keep = np.arange(len(obs)) if keep is None else keep
+    crops = read_crops(src, keep)
+    write_cells_h5(dst, obs.iloc[keep], [crops[:, ::-1] if swap_channels else crops],
+                   {k: attrs[k] for k in ("channels", "genes", "controls", "crop_size", "batch_key", "seed")})
+    return dst
+
+
+@pytest.fixture
+def screen(tmp_path):
+    cells = tmp_path / "cells.h5"
+    write_cells(cells, n_per_gene=N, size=32, channels=2)
+    return cells, _model(cells, tmp_path / "model.pt")
+
+
+def test_planted_dna_difference_is_the_top_feature(tmp_path, screen, one_thread):
+    cells, model = screen
+    table = generative_check(model, cells, tmp_path / "gen.tsv", tmp_path / "gen.png", n_cells=N, seed=0)
+    assert table["feature"].iloc[0].startswith("ch0_")               # the DNA intensity we planted
+    assert table["importance_mean"].iloc[0] > 0
+    assert table["rf_balanced_accuracy"].iloc[0] > 0.9
+    written = pd.read_csv(tmp_path / "gen.tsv", sep="\t")
+    assert len(written) == 5 and written["rank"].tolist() == [1, 2, 3, 4, 5]
+    for group in ("control", "perturbed", "generated"):
+        assert {f"{group}_mean", f"{group}_median"} <= set(written.columns)
+    # controls are the brightest: every DNA intensity mean drops from control to perturbed
+    row = written.iloc[0]
+    assert row["perturbed_mean"] < row["control_mean"]
+    assert (written[["n_control", "n_perturbed", "n_generated", "n_genes"]].iloc[0].tolist()
+            == [N, 4 * N, 4 * N, 4])                                  # N controls x 4 genes generated
+    assert (tmp_path / "gen.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_top_feature_follows_the_planted_channel(tmp_path, screen, one_thread):
+    cells, model = screen
+    swapped = _rewrite(cells, tmp_path / "swapped.h5", swap_channels=True)  # difference now in channel 1
+    table = generative_check(model, swapped, tmp_path / "g.tsv", tmp_path / "g.png", n_cells=N, seed=0)
+    assert table["feature"].iloc[0].startswith("ch1_")
+
+
+def test_restyle_is_generator_of_gene_style(screen, one_thread):
+    _, model = screen
+    payload = torch.load(model, weights_only=True)
+    nets = build_grape(len(GENES), 2, payload["config"])
+    nets.load_state_dict(payload["state"])
+    nets.eval()
+    x = torch.randn(5, 2, 16, 16)
+    out = restyle(nets, x, 2, batch_size=2)                           # split into batches of 2, 2, 1
+    with torch.no_grad():
+        want = nets["generator"](x, nets["style"].all_styles()[2].expand(5, -1))
+    assert out.shape == (5, 2, 16, 16) and out.dtype == np.float32
+    np.testing.assert_allclose(out, want.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_group_summary_by_hand():
+    groups = {"control": pd.DataFrame({"a": [0.0, 2.0, 4.0], "b": [1.0, 1.0, 1.0]}),
+              "perturbed": pd.DataFrame({"a": [4.0, 6.0, 8.0], "b": [1.0, 1.0, 1.0]}),
+              "generated": pd.DataFrame({"a": [1.0, np.nan, 5.0], "b": [2.0, 2.0, 2.0]})}
+    out = group_summary(groups, ["a", "b"]).set_index("feature")
+    assert out.loc["a", "control_mean"] == 2.0 and out.loc["a", "perturbed_median"] == 6.0
+    assert out.loc["a", "generated_mean"] == 3.0                      # NaN ignored
+    assert out.loc["a", "shift_reproduced"] == pytest.approx(0.25)   # (3 - 2) / (6 - 2)
+    assert out.loc["a", "perturbed_shift_sd"] == pytest.approx(2.0)  # (6 - 2) / sd 2 of the controls
+    assert out.loc["a", "generated_shift_sd"] == pytest.approx(0.5)
+    assert np.isnan(out.loc["b", "shift_reproduced"])                 # no shift to reproduce
+    assert np.isnan(out.loc["b", "perturbed_shift_sd"])               # constant controls: no SD unit
+    assert out["shift_reproduced_overall"].tolist() == pytest.approx([0.25, 0.25])  # only "a": 2 * 0.5 / 2^2
+
+
+def test_shift_reproduced_overall_weighs_large_shifts():
+    control = pd.DataFrame({"a": [-1.0, 1.0], "b": [-1.0, 1.0]})       # sd sqrt(2) for both
+    groups = {"control": control,
+              "perturbed": pd.DataFrame({"a": [3.0, 3.0], "b": [0.1, 0.1]}),
+              "generated": pd.DataFrame({"a": [3.0, 3.0], "b": [-0.1, -0.1]})}
+    out = group_summary(groups, ["a", "b"])
+    # per feature 100% and -100%; overall (3 * 3 - 0.1 * 0.1) / (3^2 + 0.1^2), both over sd^2
+    assert out["shift_reproduced"].tolist() == pytest.approx([1.0, -1.0])
+    assert out["shift_reproduced_overall"].iloc[0] == pytest.approx((9 - 0.01) / (9 + 0.01))
+
+
+def test_decorrelated_keeps_one_of_each_family():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=50), rng.normal(size=50)
+    x = pd.DataFrame({"a": a, "a_scaled": 3 * a + 1, "b": b, "a_negated": -a, "a_cubed": a ** 3})
+    assert decorrelated(x) == ["a", "b"]                              # rank copies, sign ignored
+    assert decorrelated(x, max_rho=1.01) == list(x.columns)           # nothing merges above |rho| 1
+
+
+def test_feature_geometry_scales_with_resizing():
+    assert feature_geometry(96, 96) == {"ring_width": 8, "sigma": 1.0}
+    assert feature_geometry(32, 96) == {"ring_width": 3, "sigma": pytest.approx(1 / 3)}
+
+
+def test_no_control_cells_is_an_input_error(tmp_path, screen):
+    cells, model = screen
+    genes = read_obs(cells)["gene"].to_numpy()
+    no_ctrl = _rewrite(cells, tmp_path / "noctrl.h5", keep=np.flatnonzero(genes != "ctrl"))
+    with pytest.raises(InputError, match=r"noctrl\.h5.*control label 'ctrl'"):
+        generative_check(model, no_ctrl, tmp_path / "g.tsv", tmp_path / "g.png", n_cells=N, seed=0)
+    assert not (tmp_path / "g.tsv").exists()
