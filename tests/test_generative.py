@@ -6,9 +6,11 @@ import pytest
 import torch
 
 from gan_cells import GENES, TINY, write_cells
-from opsembed.evaluate.generative import decorrelated, feature_geometry, generative_check, group_summary, restyle
+from opsembed.evaluate.generative import (block_features, decorrelated, feature_geometry, generative_check,
+                                         group_summary, restyle)
 from opsembed.io.errors import InputError
 from opsembed.io.h5 import read_attrs, read_crops, read_obs, write_cells_h5
+from opsembed.models.features import cell_features
 from opsembed.models.grape import build_grape
 from opsembed.train.checkpoint import save_checkpoint
 from opsembed.train.data import CellImages
@@ -46,7 +48,7 @@ def screen(tmp_path):
 def test_planted_dna_difference_is_the_top_feature(tmp_path, screen, one_thread):
     cells, model = screen
     table = generative_check(model, cells, tmp_path / "gen.tsv", tmp_path / "gen.png", n_cells=N, seed=0)
-    assert table["feature"].iloc[0].startswith("ch0_")               # the DNA intensity we planted
+    assert table["feature"].iloc[0].startswith(("ch0_nucleus_", "ch0_cytoplasm_"))  # the planted DNA intensity
     assert table["importance_mean"].iloc[0] > 0
     assert table["rf_balanced_accuracy"].iloc[0] > 0.9
     written = pd.read_csv(tmp_path / "gen.tsv", sep="\t")
@@ -65,7 +67,8 @@ def test_top_feature_follows_the_planted_channel(tmp_path, screen, one_thread):
     cells, model = screen
     swapped = _rewrite(cells, tmp_path / "swapped.h5", swap_channels=True)  # difference now in channel 1
     table = generative_check(model, swapped, tmp_path / "g.tsv", tmp_path / "g.png", n_cells=N, seed=0)
-    assert table["feature"].iloc[0].startswith("ch1_")
+    assert table["feature"].iloc[0].startswith(("ch1_nucleus_", "ch1_cytoplasm_"))
+    assert table["importance_mean"].iloc[0] > 0
 
 
 def test_restyle_is_generator_of_gene_style(screen, one_thread):
@@ -94,18 +97,22 @@ def test_group_summary_by_hand():
     assert out.loc["a", "generated_shift_sd"] == pytest.approx(0.5)
     assert np.isnan(out.loc["b", "shift_reproduced"])                 # no shift to reproduce
     assert np.isnan(out.loc["b", "perturbed_shift_sd"])               # constant controls: no SD unit
-    assert out["shift_reproduced_overall"].tolist() == pytest.approx([0.25, 0.25])  # only "a": 2 * 0.5 / 2^2
+    assert out["gap_closed"].tolist() == pytest.approx([0.25, 0.25])  # only "a": 1 - |0.5 - 2| / 2
 
 
-def test_shift_reproduced_overall_weighs_large_shifts():
-    control = pd.DataFrame({"a": [-1.0, 1.0], "b": [-1.0, 1.0]})       # sd sqrt(2) for both
+def test_gap_closed_penalises_wrong_directions():
+    control = pd.DataFrame({"a": [-1.0, 1.0], "b": [-1.0, 1.0]})        # sd sqrt(2) for both
+    r = np.sqrt(2)
     groups = {"control": control,
-              "perturbed": pd.DataFrame({"a": [3.0, 3.0], "b": [0.1, 0.1]}),
-              "generated": pd.DataFrame({"a": [3.0, 3.0], "b": [-0.1, -0.1]})}
+              "perturbed": pd.DataFrame({"a": [3 * r] * 2, "b": [4 * r] * 2}),   # shifts (3, 4) SDs
+              "generated": pd.DataFrame({"a": [3 * r] * 2, "b": [-4 * r] * 2})}  # (3, -4): b mirrored
     out = group_summary(groups, ["a", "b"])
-    # per feature 100% and -100%; overall (3 * 3 - 0.1 * 0.1) / (3^2 + 0.1^2), both over sd^2
     assert out["shift_reproduced"].tolist() == pytest.approx([1.0, -1.0])
-    assert out["shift_reproduced_overall"].iloc[0] == pytest.approx((9 - 0.01) / (9 + 0.01))
+    assert out["gap_closed"].iloc[0] == pytest.approx(1 - 8 / 5)     # 1 - ||(0, -8)|| / ||(3, 4)||
+    groups["generated"] = groups["perturbed"]
+    assert group_summary(groups, ["a", "b"])["gap_closed"].iloc[0] == pytest.approx(1.0)
+    groups["generated"] = control
+    assert group_summary(groups, ["a", "b"])["gap_closed"].iloc[0] == pytest.approx(0.0)
 
 
 def test_decorrelated_keeps_one_of_each_family():
@@ -128,3 +135,15 @@ def test_no_control_cells_is_an_input_error(tmp_path, screen):
     with pytest.raises(InputError, match=r"noctrl\.h5.*control label 'ctrl'"):
         generative_check(model, no_ctrl, tmp_path / "g.tsv", tmp_path / "g.png", n_cells=N, seed=0)
     assert not (tmp_path / "g.tsv").exists()
+
+
+def test_worker_processes_give_the_same_features(one_thread):
+    rng = np.random.default_rng(0)
+    crops = rng.normal(0, 0.3, (6, 2, 16, 16)).astype(np.float32)
+    crops[:, :, 5:11, 5:11] += 2.0                                    # a square "nucleus" in every crop
+    geometry = feature_geometry(16, 32)
+    blocks = [crops[:2], crops[2:3], crops[3:]]
+    serial = block_features(iter(blocks), ["a", "b"], geometry, 6, "test", threads=1)
+    parallel = block_features(iter(blocks), ["a", "b"], geometry, 6, "test", threads=2)
+    pd.testing.assert_frame_equal(serial, parallel)
+    pd.testing.assert_frame_equal(serial, cell_features(crops, ["a", "b"], progress=False, **geometry))

@@ -13,7 +13,7 @@ from opsembed.models.predictors import GeneClassifier, MixStyleSpec, cross_oe_pa
 from opsembed.train.data import CellImages, step_generator
 from opsembed.train.fold_data import load_fold
 from opsembed.train.ist_trainer import load_restyler, train_ist, train_stargan
-from opsembed.train.predictor_trainer import (KINDS, Predictor, PredictorTrainer, embed_predictor, flip_rotate,
+from opsembed.train.predictor_trainer import (KINDS, Predictor, PredictorTrainer, embed_predictor,
                                               gene_means, predictor_config, train_predictor)
 
 OOD = {"levels": [{"name": "plate", "columns": ["plate"], "max_folds": None}], "knn_neighbors": 3,
@@ -62,18 +62,6 @@ def test_mixstyle_partners_come_from_another_oe():
     same = torch.zeros(4, dtype=torch.long)
     p = cross_oe_partners(same, step_generator(0, 1, 0, torch.device("cpu")))
     assert (p != torch.arange(4)).all()
-
-
-def test_flip_rotate_applies_one_of_the_eight_square_symmetries():
-    x = torch.arange(2 * 3 * 3, dtype=torch.float32).reshape(1, 2, 3, 3).repeat(64, 1, 1, 1)
-    out = flip_rotate(x, step_generator(0, 1, 0, torch.device("cpu")))
-    variants = [torch.rot90(v, r, dims=(-2, -1)) for v in (x[0], x[0].flip(-1)) for r in range(4)]
-    seen = set()
-    for o in out:
-        matches = [i for i, v in enumerate(variants) if torch.equal(o, v)]
-        assert len(matches) == 1
-        seen.add(matches[0])
-    assert seen == set(range(8))
 
 
 def test_classifier_shapes_and_mixstyle_changes_only_when_asked():

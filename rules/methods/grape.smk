@@ -2,7 +2,12 @@
 # trainable gene-embedding table M. One GPU training job, then extraction at the paper's
 # three positions: rows of M (grape), F(M) (grape_p2), mean restyled style code (grape_p3).
 
-GRAPE_TRAINING = {"losses": "results/train/grape/losses.tsv", "samples": "results/train/grape/samples.png"}
+GRAPE_TRAINING = {
+    "losses": "results/train/grape/losses.tsv",
+    "samples": "results/train/grape/samples.png",
+    "check_table": "results/evaluation/grape_generative.tsv",
+    "check_figure": "results/evaluation/grape_generative.png",
+}
 
 register_method("grape", outputs=["grape", "grape_p2", "grape_p3"], training={"grape": GRAPE_TRAINING})
 
@@ -17,7 +22,7 @@ rule train_grape:
             GRAPE_TRAINING["samples"],
             caption="../../workflow/report/samples.rst",
             category="Training",
-            labels={"method": "grape"},
+            labels={"method": "grape", "figure": "samples"},
         ),
     params:
         cfg=config["methods"]["grape"],
@@ -63,3 +68,34 @@ rule extract_grape:
         "../../envs/train.yaml"
     script:
         "../../workflow/scripts/extract_grape.py"
+
+
+rule generative_check_grape:
+    input:
+        model="results/train/grape/model.pt",
+        cells="results/preprocess/cells.h5",
+    output:
+        table=GRAPE_TRAINING["check_table"],
+        figure=report(
+            GRAPE_TRAINING["check_figure"],
+            caption="../../workflow/report/generative.rst",
+            category="Training",
+            labels={"method": "grape", "figure": "generative check"},
+        ),
+    params:
+        n_cells=config["methods"]["grape"]["n_cells_generative"],
+        seed=config["methods"]["grape"]["seed"],
+        device=config["methods"]["grape"]["device"],
+    log:
+        "results/logs/generative_check_grape.log",
+    benchmark:
+        "results/benchmarks/generative_check_grape.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=1,
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../../workflow/scripts/generative_check.py"

@@ -58,7 +58,8 @@ EFFECTS = list(PARAMS) + ["mitotic"]
 def gene_effects(sim: dict, controls: str) -> pd.DataFrame:
     """Effect table indexed by gene (library genes then ``controls``), columns ``EFFECTS``.
 
-    Controls have all-zero effects (the neutral phenotype).
+    Every library gene's row is multiplied by ``sim["effect_scale"]`` (default 1);
+    controls have all-zero effects (the neutral phenotype).
     """
     rng = rng_for(sim, STREAM_EFFECTS)
     rows = {}
@@ -67,6 +68,8 @@ def gene_effects(sim: dict, controls: str) -> pd.DataFrame:
         for gene in genes:
             strength = rng.uniform(*GENE_STRENGTH)
             rows[gene] = base * strength + rng.normal(0.0, GENE_NOISE, len(EFFECTS))
+    scale = float(sim.get("effect_scale", 1.0))
+    rows = {gene: row * scale for gene, row in rows.items()}
     rows[controls] = np.zeros(len(EFFECTS))
     return pd.DataFrame.from_dict(rows, orient="index", columns=EFFECTS)
 

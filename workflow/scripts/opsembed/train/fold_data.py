@@ -101,15 +101,3 @@ def load_fold(cells_path: str | os.PathLike, ood_cfg: dict | None, fold: str, im
              len(f["test_idx"]), len(data.train_genes), len(data.train_oes))
     return data
 
-
-def flip_rotate(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Each image of (B, C, S, S) mirrored left-right with probability 1/2, then rotated by
-    k * 90 degrees, k uniform in 0..3 (the 8 symmetries of the square, equally likely)."""
-    b = len(x)
-    flip = torch.rand(b, generator=gen, device=x.device) < 0.5
-    k = torch.randint(0, 4, (b,), generator=gen, device=x.device)
-    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    out = x
-    for r in (1, 2, 3):
-        out = torch.where((k == r)[:, None, None, None], torch.rot90(x, r, dims=(-2, -1)), out)
-    return out

@@ -62,6 +62,7 @@ DEFAULTS = {
     "n_sample_genes": 8,
     "sample_genes": None,       # list of genes for the grid columns; None: spread over the vocabulary
     "n_cells_p3": 100,          # cells restyled per gene for position 3 (paper: 500)
+    "n_cells_generative": 100,  # control cells restyled to every gene for the generative check (paper: 500)
     "device": "auto",
     "compile": False,
     "bf16": True,
@@ -193,6 +194,14 @@ def grape_embeddings(nets: nn.ModuleDict, images_of: Callable[[np.ndarray], torc
             "p3": mean_per_gene(restyled_code, images_of, cells, batch_size)}
 
 
+def load_grape(model_path, device: torch.device) -> tuple[dict, nn.ModuleDict]:
+    """The payload of a GRAPE model file (``load_model``) and its networks, in eval mode on ``device``."""
+    payload = load_model(model_path, "grape", device)
+    nets = build_grape(len(payload["genes"]), len(payload["channels"]), payload["config"]).to(device)
+    nets.load_state_dict(payload["state"])
+    return payload, nets.eval()
+
+
 def extract_grape(model_path, cells_path, p1_path, p2_path, p3_path, cfg: dict | None, seed: int) -> None:
     """Write GRAPE embeddings at positions 1, 2 and 3 (methods grape, grape_p2, grape_p3).
 
@@ -201,11 +210,8 @@ def extract_grape(model_path, cells_path, p1_path, p2_path, p3_path, cfg: dict |
     """
     cfg = grape_config(cfg)
     device = resolve_device(cfg["device"])
-    payload = load_model(model_path, "grape", device)
+    payload, nets = load_grape(model_path, device)
     genes = payload["genes"]
-    nets = build_grape(len(genes), len(payload["channels"]), payload["config"]).to(device)
-    nets.load_state_dict(payload["state"])
-    nets.eval()
     gene_col = read_obs(cells_path)["gene"].astype(str).to_numpy()
     cells = cells_per_gene(gene_col, genes, payload["controls"], cfg["n_cells_p3"], seed)
     emb = grape_embeddings(nets, crop_reader(cells_path, payload["config"]["image_size"], device), cells)

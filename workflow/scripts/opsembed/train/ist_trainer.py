@@ -34,10 +34,10 @@ from ..models.grape import MODEL_KEYS as GRAPE_MODEL_KEYS
 from ..models.grape import build_grape
 from ..models.ist import MODEL_KEYS, build_ist, check_image_size, gram, init_critic_from_encoder, restyle, style_code
 from .checkpoint import load_checkpoint
-from .data import step_generator
+from .data import dihedral, step_generator
 from .device import adam, autocast, resolve_device
 from .ema import ParamEMA
-from .fold_data import FoldData, flip_rotate, load_fold
+from .fold_data import FoldData, load_fold
 from .gan import r1_penalty, update
 from .grape_trainer import DEFAULTS as GRAPE_DEFAULTS
 from .grape_trainer import GrapeTrainer
@@ -207,8 +207,8 @@ class ISTTrainer(GanTrainer):
         bf16 = self.cfg["bf16"]
         if step < self.cfg["pretrain_iterations"]:
             if self.cfg["augment"]:
-                x = flip_rotate(x, step_generator(self.seed, 300, step, self.device))
-                s = flip_rotate(s, step_generator(self.seed, 301, step, self.device))
+                x = dihedral(x, step_generator(self.seed, 300, step, self.device))
+                s = dihedral(s, step_generator(self.seed, 301, step, self.device))
             with autocast(self.device, bf16):
                 p = pretrain_loss(self.nets, x, lab_x[:, 0], s, lab_s[:, 1])
             update(self.optimizers["encoder"], p["total"])

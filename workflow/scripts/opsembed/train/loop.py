@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 OPERATIONAL_KEYS = {"enabled", "iterations", "checkpoint_every", "log_every", "sample_every", "device",
                     "compile", "data_in_memory", "memory_fraction", "num_workers", "progress_interval",
-                    "n_cells_p3", "n_cells", "n_sample_cells", "n_sample_genes", "sample_genes"}
+                    "n_cells_p3", "n_cells_generative", "n_cells", "n_sample_cells", "n_sample_genes", "sample_genes"}
 """Config keys that may change between a checkpoint and its resumption."""
 
 

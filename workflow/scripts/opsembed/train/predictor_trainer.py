@@ -33,10 +33,10 @@ from ..io.embeddings import write_embeddings
 from ..io.errors import InputError
 from ..models.predictors import MODEL_KEYS, GeneClassifier, MixStyleSpec, cross_oe_partners, grad_reverse
 from .checkpoint import load_checkpoint
-from .data import CellImages, step_generator
+from .data import CellImages, dihedral, step_generator
 from .device import adam, autocast, resolve_device
 from .ema import ParamEMA
-from .fold_data import FoldData, flip_rotate, load_fold
+from .fold_data import FoldData, load_fold
 from .gan import update
 from .ist_trainer import Restyler, load_restyler, fold_sample_choice
 from .loop import GanTrainer, merge_config, run_training
@@ -129,7 +129,7 @@ class PredictorTrainer(GanTrainer):
                 fake = torch.where(keep[:, None, None, None], x, fake)
             x = fake
         if self.cfg["augment"]:
-            x = flip_rotate(x, step_generator(self.seed, 204, step, self.device))
+            x = dihedral(x, step_generator(self.seed, 204, step, self.device))
         return x
 
     def _mix(self, step: int, oe: torch.Tensor) -> MixStyleSpec | None:
