@@ -13,4 +13,4 @@ with script_logging(snakemake.log[0]):  # noqa: F821  (snakemake is injected)
     train_impa(snakemake.input.cells, snakemake.params.cfg, snakemake.params.seed,  # noqa: F821
                snakemake.output.model, snakemake.output.losses, snakemake.output.samples,  # noqa: F821
                snakemake.params.checkpoint_dir, snakemake.params.tensorboard_dir,  # noqa: F821
-               embedding_path=snakemake.input.get("embedding"))  # noqa: F821
+               embedding_path=snakemake.input.embedding or None)  # noqa: F821
