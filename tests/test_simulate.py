@@ -269,3 +269,15 @@ def test_dna_image_follows_the_factors(tmp_path):
         expected.append(fac.nucleus_radius ** 2 * fac.dna_intensity)
     assert len(measured) >= 15
     assert stats.spearmanr(measured, expected).statistic > 0.9
+
+
+def test_effect_scale_multiplies_every_gene_effect_and_leaves_controls_neutral():
+    from opsembed.simulate.phenotypes import gene_effects
+
+    sim = {"seed": 3, "n_plates": 2}
+    base = gene_effects(sim, "nontargeting")
+    doubled = gene_effects({**sim, "effect_scale": 2.0}, "nontargeting")
+    np.testing.assert_allclose(doubled.to_numpy(), 2.0 * base.to_numpy())
+    assert (doubled.loc["nontargeting"] == 0).all()
+    assert (gene_effects({**sim, "effect_scale": 0.0}, "nontargeting").to_numpy() == 0).all()
+    assert np.abs(base.drop(index="nontargeting").to_numpy()).sum() > 0
