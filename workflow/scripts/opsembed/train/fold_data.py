@@ -19,6 +19,10 @@ from ..evaluate.ood import get_fold, oe_labels, ood_config
 from ..io.h5 import read_obs
 from .data import BalancedSampler, CellImages
 
+FOLD_RUNTIME_DEFAULTS = {"device": "auto", "bf16": True, "data_in_memory": "auto", "memory_fraction": 0.5,
+                         "num_workers": 2, "progress_interval": 10.0}
+"""Where and how the OOD fold trainers (IST, StarGAN over OEs, predictors) run, with defaults."""
+
 log = logging.getLogger(__name__)
 
 

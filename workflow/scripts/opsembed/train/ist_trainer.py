@@ -37,7 +37,7 @@ from .checkpoint import load_checkpoint
 from .data import dihedral, step_generator
 from .device import adam, autocast, resolve_device
 from .ema import ParamEMA
-from .fold_data import FoldData, load_fold
+from .fold_data import FOLD_RUNTIME_DEFAULTS, FoldData, load_fold
 from .gan import r1_penalty, update
 from .grape_trainer import DEFAULTS as GRAPE_DEFAULTS
 from .grape_trainer import GrapeTrainer
@@ -68,12 +68,7 @@ IST_DEFAULTS = {
     "sample_every": 0,
     "n_sample_cells": 6,
     "n_sample_oes": 6,
-    "device": "auto",
-    "bf16": True,
-    "data_in_memory": "auto",
-    "memory_fraction": 0.5,
-    "num_workers": 2,
-    "progress_interval": 10.0,
+    **FOLD_RUNTIME_DEFAULTS,
 }
 """Every key of the ``ood.ist`` config block, with demo defaults."""
 

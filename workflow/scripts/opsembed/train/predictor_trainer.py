@@ -36,7 +36,7 @@ from .checkpoint import load_checkpoint
 from .data import CellImages, dihedral, step_generator
 from .device import adam, autocast, resolve_device
 from .ema import ParamEMA
-from .fold_data import FoldData, load_fold
+from .fold_data import FOLD_RUNTIME_DEFAULTS, FoldData, load_fold
 from .gan import update
 from .ist_trainer import Restyler, load_restyler, fold_sample_choice
 from .loop import GanTrainer, merge_config, run_training
@@ -70,12 +70,7 @@ PREDICTOR_DEFAULTS = {
     "n_sample_cells": 6,
     "n_sample_views": 4,
     "eval_batch_size": 256,
-    "device": "auto",
-    "bf16": True,
-    "data_in_memory": "auto",
-    "memory_fraction": 0.5,
-    "num_workers": 2,
-    "progress_interval": 10.0,
+    **FOLD_RUNTIME_DEFAULTS,
 }
 """Every key of the ``ood.predictor`` config block, with demo defaults."""
 
