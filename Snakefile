@@ -63,3 +63,4 @@ rule all_embed:
 rule all_evaluate:
     input:
         "results/evaluation/metrics.tsv",
+        benchmark_outputs,

@@ -35,22 +35,32 @@ wildcard_constraints:
 ##### the screen: one row per tile that holds cells #####
 
 
-def _list_tiles():
-    """plate/well/tile rows, from the cell table (or the demo's design before it exists)."""
+def cell_groups(columns, optional=()):
+    """Distinct rows of the cell table's `columns` plus those of `optional` that it has
+    (contract names, str), read at parse time; the demo's design (plate, well, tile) before
+    the demo's table exists. Lists what rules fan out over: tiles, wells, OOD folds."""
     if IS_DEMO:
         from opsembed.simulate.design import screen_layout
 
-        return screen_layout(config["simulate"])
-    from opsembed.io.tables import read_table
+        table = screen_layout(config["simulate"])
+    else:
+        from opsembed.io.errors import InputError
+        from opsembed.io.tables import read_table, table_columns
 
-    rename = {src: dst for src, dst in config["input"]["columns"].items()}
-    wanted = [src for src, dst in rename.items() if dst in ("plate", "well", "tile")]
-    wanted += [c for c in ("plate", "well", "tile") if c not in rename.values()]
-    table = read_table(config["input"]["cells"], columns=wanted).rename(columns=rename)
-    return table[["plate", "well", "tile"]].astype(str).drop_duplicates().reset_index(drop=True)
+        path = config["input"]["cells"]
+        rename = config["input"]["columns"]
+        source = {dst: src for src, dst in rename.items()}
+        present = set(table_columns(path))
+        missing = [c for c in columns if source.get(c, c) not in present]
+        if missing:
+            raise InputError(f"{path}: missing column(s) {missing}; map other spellings with input.columns.")
+        read = [source.get(c, c) for c in list(columns) + list(optional) if source.get(c, c) in present]
+        table = read_table(path, columns=read).rename(columns=rename)
+    keep = list(columns) + [c for c in optional if c in table.columns and c not in columns]
+    return table[keep].astype(str).drop_duplicates().reset_index(drop=True)
 
 
-TILES = _list_tiles()
+TILES = cell_groups(["plate", "well", "tile"])
 PLATES = sorted(TILES["plate"].unique())
 WELLS = TILES[["plate", "well"]].drop_duplicates().sort_values(["plate", "well"])
 
@@ -133,6 +143,19 @@ def training_runs():
     return {name: run for m in METHODS.values() for name, run in m["training"].items()}
 
 
+BENCHMARKS = {}
+
+
+def register_benchmark(name, files):
+    """Register a further benchmark's result files ({role: path}) for all_evaluate and the
+    report, which shows the benchmarks it knows by name (e.g. "ood")."""
+    BENCHMARKS[name] = dict(files)
+
+
+def benchmark_outputs(wildcards=None):
+    return sorted(p for files in BENCHMARKS.values() for p in files.values())
+
+
 def embedding_if_registered(method):
     """Input function: the embedding file of `method` when it runs in this config, else
     nothing (for methods that build on another's embedding; order of includes is irrelevant)."""
@@ -141,6 +164,14 @@ def embedding_if_registered(method):
         return f"results/embeddings/{method}.tsv" if method in METHODS else []
 
     return files
+
+
+def fold_generator(wildcards):
+    """OOD benchmark: the fold's generator model when the predictor is trained through one
+    (ist, stargan), else nothing."""
+    if wildcards.predictor in ("ist", "stargan"):
+        return {"generator": f"results/ood/{wildcards.fold}/{wildcards.predictor}_generator/model.pt"}
+    return {}
 
 
 def method_metrics(wildcards=None):

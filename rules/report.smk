@@ -14,6 +14,7 @@ rule report:
         flatfield_qc=flatfield_figures,
         zscore="results/preprocess/zscore.tsv",
         training=training_outputs,
+        benchmarks=benchmark_outputs,
     output:
         html=report(
             "results/report.html",
@@ -24,6 +25,7 @@ rule report:
         methods=method_names(),
         config=config,
         training=training_runs(),
+        benchmarks=BENCHMARKS,
     log:
         "results/logs/report.log",
     benchmark:

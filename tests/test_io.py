@@ -11,6 +11,7 @@ from opsembed.io.embeddings import read_embeddings, write_embeddings
 from opsembed.io.errors import InputError
 from opsembed.io.ground_truth import read_complexes
 from opsembed.io.h5 import iter_crop_blocks, read_attrs, read_crops, read_obs, write_cells_h5
+from opsembed.io.tables import table_columns
 from opsembed.io.tiles import read_tile, tile_shape
 
 
@@ -134,3 +135,16 @@ def test_cells_h5_round_trip_in_blocks(tmp_path):
     with pytest.raises(ValueError, match="2 crops for 5 obs rows"):
         write_cells_h5(tmp_path / "short.h5", obs, [images[:2]], attrs)
     assert not (tmp_path / "short.h5").exists()
+
+
+@pytest.mark.parametrize("name", ["cells.csv", "cells.tsv", "cells.tsv.gz", "cells.parquet"])
+def test_table_columns_reads_the_header_only(tmp_path, name):
+    df = pd.DataFrame({"plate": ["P1", "P2"], "series": ["S1", "S1"], "y": [1.0, 2.0]})
+    if name.endswith(".parquet"):
+        df.to_parquet(tmp_path / name)
+    else:
+        df.to_csv(tmp_path / name, sep="," if name.endswith(".csv") else "\t", index=False)
+    assert table_columns(tmp_path / name) == ["plate", "series", "y"]
+    with pytest.raises(InputError, match="cells.xlsx: unknown table type"):
+        (tmp_path / "cells.xlsx").write_text("x")
+        table_columns(tmp_path / "cells.xlsx")

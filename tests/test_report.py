@@ -79,17 +79,17 @@ def inputs(tmp_path):
     )
 
 
-def build(tmp_path, inputs, training=None):
+def build(tmp_path, inputs, training=None, benchmarks=None):
     out = tmp_path / "out" / "report.html"
-    build_report(out, training=training, **inputs)
+    build_report(out, training=training, benchmarks=benchmarks, **inputs)
     assert [p.name for p in out.parent.iterdir()] == ["report.html"]  # no temp file left
     return out.read_text()
 
 
 def test_report_has_every_section_and_only_embedded_images(tmp_path, inputs):
     text = build(tmp_path, inputs)
-    for title in TITLES.values():
-        assert f"<h2>{esc(title)}</h2>" in text
+    for key, title in TITLES.items():
+        assert (f"<h2>{esc(title)}</h2>" in text) == (key != "ood")  # OOD: only when it ran
     sources = re.findall(r'src="([^"]*)"', text)
     # k sweep, 2 UMAPs, cells-per-gene figure, 2 flatfield panels
     assert len(sources) == 6
@@ -166,3 +166,23 @@ def test_report_input_errors(tmp_path, inputs):
     with pytest.raises(InputError, match="missing column"):
         build(tmp_path, {**inputs, "curated": bad})
     assert not (tmp_path / "out" / "report.html").exists()
+
+
+def test_ood_section_shows_levels_best_scores_folds_and_umap(tmp_path, inputs):
+    table = pd.DataFrame({"method": ["naive", "ist"], "macro_f1_iid": [0.71, 0.49],
+                          "macro_f1_plate": [0.46, 0.52], "clisi": [0.98, 0.94], "blisi": [0.57, 0.51],
+                          "knn_batchcv": [0.83, 0.67], "n_folds_iid": [1, 1], "n_folds_plate": [3, 3]})
+    folds = pd.DataFrame({"fold": ["iid", "plate-P1"], "level": ["iid", "plate"], "held_out": ["", "P1"],
+                          "method": ["naive", "naive"], "macro_f1": [0.71, 0.4]})
+    umap = tiny_png(tmp_path / "ood_umap.png", "orange")
+    files = {"table": write_tsv(table, tmp_path / "ood.tsv"), "folds": write_tsv(folds, tmp_path / "f.tsv"),
+             "umap": umap}
+    text = build(tmp_path, inputs, benchmarks={"ood": files})
+    assert f"<h2>{esc(TITLES['ood'])}</h2>" in text
+    assert "macro-F1 IID" in text and "macro-F1 held-out plate (3 folds)" in text
+    # best per column in bold: naive wins IID, IST wins held-out plates
+    assert "<b>0.710</b>" in text and "<b>0.520</b>" in text and "<b>0.490</b>" not in text
+    assert "plate-P1" in text  # the per-fold rows
+    assert base64.b64encode(umap.read_bytes()).decode() in text
+    # the section sits right after the embedding UMAPs
+    assert text.index(TITLES["umap"]) < text.index(esc(TITLES["ood"])) < text.index(TITLES["dataset"])

@@ -29,6 +29,13 @@ TINY = {
         "impa": {"iterations": 12, "batch_size": 8, "embed_dim": 16, "mapping_hidden": 16,
                  "checkpoint_every": 6, "log_every": 3, "sample_every": 0, "n_cells": 4},
     },
+    # OOD benchmark: IID + two held-out plates, two predictor kinds, a few steps each
+    "ood": {"levels": [{"name": "plate", "columns": ["plate"]}], "predictors": ["naive", "ist"],
+            "harmony_pcs": 5, "knn_neighbors": 3, "lisi_perplexity": 5,
+            "ist": {"pretrain_iterations": 4, "iterations": 8, "batch_size": 8, "log_every": 4,
+                    "checkpoint_every": 4, "num_workers": 0},
+            "predictor": {"iterations": 6, "batch_size": 8, "log_every": 3, "checkpoint_every": 3,
+                          "num_workers": 0}},
 }
 
 
@@ -53,7 +60,8 @@ def test_dry_run_shows_the_whole_dag(tmp_path):
     for rule in ["simulate_demo", "validate_inputs", "fit_flatfield", "rescale_percentiles",
                  "crop_well", "merge_cells", "curate_ground_truth", "embed_random",
                  "embed_engineered", "train_grape", "extract_grape", "train_impa", "extract_impa",
-                 "evaluate_method", "combine_metrics", "report"]:
+                 "train_ist", "train_stargan_oe", "train_predictor", "ood_fold_eval", "combine_ood",
+                 "embed_predictor", "evaluate_method", "combine_metrics", "report"]:
         assert rule in out, f"{rule} missing from the dry run"
     assert "embed_gene2vec" not in out  # no pretrained file configured: skipped
 
@@ -123,3 +131,11 @@ def test_full_run_writes_the_report(tiny_run):
     html = (work / "results" / "report.html").read_text()
     assert "<img" in html and "src=\"http" not in html
     assert "<h3>grape</h3>" in html and "<h3>impa</h3>" in html and "No learned method ran" not in html
+    # OOD benchmark: every fold x predictor job ran, one table row per predictor (and variant)
+    folds = pd.read_csv(work / "results" / "evaluation" / "ood_folds.tsv", sep="\t", keep_default_na=False)
+    assert sorted(set(folds["fold"])) == ["iid", "plate-P1", "plate-P2"]
+    ood = pd.read_csv(work / "results" / "evaluation" / "ood.tsv", sep="\t")
+    assert {"naive", "ist", "naive_harmony_knn", "ist_harmony_knn"} <= set(ood["method"])
+    assert {"macro_f1_iid", "macro_f1_plate", "clisi", "blisi", "knn_batchcv"} <= set(ood.columns)
+    assert {"naive", "ist"} <= set(metrics["method"])  # the IID predictors' embeddings are scored
+    assert "Out-of-distribution benchmark" in html and "<h3>ist</h3>" in html

@@ -19,4 +19,5 @@ with script_logging(snakemake.log[0]):  # noqa: F821  (snakemake is injected)
         methods=list(snakemake.params.methods),  # noqa: F821
         config=snakemake.params.config,  # noqa: F821
         training=snakemake.params.training,  # noqa: F821
+        benchmarks=snakemake.params.benchmarks,  # noqa: F821
     )

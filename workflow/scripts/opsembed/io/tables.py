@@ -17,17 +17,35 @@ def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pd.
     ``columns`` restricts the columns read (all when None).
     Raises InputError naming the file when it is missing or of an unknown type.
     """
+    path, kind = _table_kind(path)
+    if kind == ".parquet":
+        return pd.read_parquet(path, columns=columns)
+    return pd.read_csv(path, sep=_SEPARATORS[kind], usecols=columns, low_memory=False)
+
+
+def table_columns(path: str | os.PathLike) -> list[str]:
+    """The column names of a CSV, TSV or Parquet file, from its header or schema alone."""
+    path, kind = _table_kind(path)
+    if kind == ".parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    return list(pd.read_csv(path, sep=_SEPARATORS[kind], nrows=0).columns)
+
+
+_SEPARATORS = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
+
+
+def _table_kind(path) -> tuple[Path, str]:
+    """(path, ".parquet" or a key of _SEPARATORS); InputError when missing or of another type."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: file not found. Check the path in your config.")
     suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
     kind = suffixes[-1] if suffixes else ""
-    if kind == ".parquet":
-        return pd.read_parquet(path, columns=columns)
-    if kind in (".csv", ".tsv", ".txt"):
-        sep = "," if kind == ".csv" else "\t"
-        return pd.read_csv(path, sep=sep, usecols=columns, low_memory=False)
-    raise InputError(f"{path}: unknown table type {kind!r}; use .csv, .tsv or .parquet.")
+    if kind != ".parquet" and kind not in _SEPARATORS:
+        raise InputError(f"{path}: unknown table type {kind!r}; use .csv, .tsv or .parquet.")
+    return path, kind
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:

@@ -34,6 +34,7 @@ def build_report(
     methods: list[str],
     config: dict,
     training: dict | None = None,
+    benchmarks: dict | None = None,
 ) -> None:
     """Write one self-contained HTML report (inline CSS, images as base64 data URIs).
 
@@ -43,8 +44,11 @@ def build_report(
     n_kept, n_dropped_edge, n_padded), ``percentiles`` (plate, channel, low, high, ...),
     ``flatfield_qc`` (one image per plate), ``zscore`` (batch, channel, mean, std,
     n_control_cells). ``config`` is the run's config dict; ``training`` maps a learned
-    method to {"losses": TSV, "samples": image} (empty or None: none ran).
+    method to {"losses": TSV, "samples": image} (empty or None: none ran). ``benchmarks``
+    maps a further benchmark to its files; "ood" ({"table", "folds", "umap"}) adds the
+    out-of-distribution section.
     """
+    benchmarks = dict(benchmarks or {})
     metrics_df = _read(metrics, ["method"])
     curated_df = _read(curated, ["gene", "complex"])
     log_df = _read(curation_log, ["complex", "gene", "reason"])
@@ -54,6 +58,7 @@ def build_report(
         s.metrics_section(metrics_df, config),
         s.ksweep_section(ksweep_png),
         s.umap_section(list(methods), _paths(umaps)),
+        *([s.ood_section(benchmarks["ood"])] if "ood" in benchmarks else []),
         s.dataset_section(read_obs(cells), controls, summary_df),
         s.preprocessing_section(_paths(flatfield_qc), read_table(percentiles), read_table(zscore), config),
         s.ground_truth_section(curated_df, log_df, config),

@@ -17,6 +17,7 @@ TITLES = {
     "metrics": "Benchmark: how well each embedding groups protein complexes",
     "ksweep": "Clustering across the number of clusters k",
     "umap": "Gene embeddings at a glance (UMAP)",
+    "ood": "Out-of-distribution benchmark: do gene predictors survive a new plate?",
     "dataset": "Dataset summary",
     "preprocessing": "Preprocessing quality control",
     "ground-truth": "Ground truth: curated protein complexes",
@@ -258,6 +259,50 @@ def _generative_check(method: str, table_path, figure_path) -> str:
         body.append(image(figure_path, f"{method} generative check",
                           f"{method}: distributions of the top-5 features"))
     return "".join(body)
+
+
+OOD_SCORES = {"clisi": "cLISI", "blisi": "bLISI", "knn_batchcv": "kNN BatchCV"}
+
+
+def ood_section(files: dict) -> Section:
+    """The IST paper's Table 1 and Fig. 5 analogues: macro-F1 per OOD level and IID, cLISI,
+    bLISI and kNN BatchCV per predictor, the per-fold rows, and the IID UMAPs.
+
+    ``files``: {"table": ood.tsv (method, macro_f1_<level>..., clisi, blisi, knn_batchcv,
+    n_folds_<level>...), "folds": ood_folds.tsv, "umap": PNG}.
+    """
+    df = read_table(files["table"])
+    levels = [c[len("macro_f1_"):] for c in df.columns if c.startswith("macro_f1_")]
+    shown = pd.DataFrame({"method": df["method"]})
+    for level in levels:
+        n = int(df[f"n_folds_{level}"].max()) if f"n_folds_{level}" in df.columns else 0
+        label = "IID" if level == "iid" else f"held-out {level} ({n} fold{'s' if n != 1 else ''})"
+        shown[f"macro-F1 {label}"] = df[f"macro_f1_{level}"]
+    for col, label in OOD_SCORES.items():
+        shown[label] = df[col]
+    best = {c: shown[c].max() for c in shown.columns[1:]}
+    cells = shown.copy()
+    for c in shown.columns[1:]:
+        cells[c] = [f"<b>{fmt(v)}</b>" if v == best[c] else fmt(v) for v in shown[c]]
+    body = [
+        "<div class=\"explain\">Each predictor (a ResNet-18 classifying the gene of a cell) is trained "
+        "with one observational environment (OE: a well, a plate, a series) held out and scored on it "
+        "(macro-F1 over the genes it saw in training). A predictor that learned the plate instead of "
+        "the gene loses accuracy from IID to held-out plates. <em>naive</em>: images as they are; "
+        "<em>dr</em>: domain-adversarial; <em>mixstyle</em>: feature-statistics mixing across OEs; "
+        "<em>stargan</em> and <em>ist</em>: trained on cells re-imaged into random OEs by a style-transfer "
+        "model; <em>_harmony_knn</em>: Harmony-corrected features with kNN; <em>ist_ttc</em>: IST "
+        "test-time correction. cLISI (1 = neighbours share the gene), bLISI (1 = OEs fully mixed) and "
+        "kNN BatchCV (kNN accuracy with the query's own OE removed from the reference) are measured on "
+        "the IID fold's features. Best per column in bold.</div>",
+        table(cells, raw_html=tuple(shown.columns[1:])),
+    ]
+    if files.get("folds"):
+        body.append("<details><summary>Every fold</summary>" + table(read_table(files["folds"])) + "</details>")
+    if files.get("umap"):
+        body.append(image(files["umap"], "OOD UMAPs", "IID-fold predictor features: coloured by gene (left) "
+                          "and by OE (right). Genes should form islands; OEs should mix."))
+    return Section("ood", TITLES["ood"], "".join(body))
 
 
 def config_section(config: dict) -> Section:

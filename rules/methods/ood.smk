@@ -1,0 +1,213 @@
+# IST (Pernice et al. 2023) and its out-of-distribution (OOD) benchmark. Per fold (a held-out
+# well, plate or series, plus one IID split) one job trains each interventional generator
+# (IST; StarGAN v2 over OEs) and one job trains and one scores each gene predictor. The
+# IID fold's predictors give the embedding methods ist, naive, dr and mixstyle.
+
+from opsembed.evaluate.ood import list_folds
+
+OOD = config["ood"]
+OOD_PREDICTORS = OOD["predictors"] if OOD["enabled"] else []
+OOD_LEVEL_COLUMNS = sorted({c for level in OOD["levels"] for c in level["columns"]})
+OOD_FOLDS = (
+    list_folds(cell_groups(["plate", "well"], optional=OOD_LEVEL_COLUMNS), OOD)
+    if OOD["enabled"]
+    else []
+)
+
+for _kind in ("ist", "naive", "dr", "mixstyle"):
+    register_method(
+        _kind,
+        outputs=[_kind],
+        skip_reason=(
+            None
+            if _kind in OOD_PREDICTORS
+            else "it needs ood.enabled: true and the kind in ood.predictors"
+        ),
+        training={
+            _kind: {
+                "losses": f"results/ood/iid/{_kind}/losses.tsv",
+                "samples": f"results/ood/iid/{_kind}/samples.png",
+            }
+        },
+    )
+
+
+if OOD["enabled"]:
+    register_benchmark(
+        "ood",
+        {
+            "table": "results/evaluation/ood.tsv",
+            "folds": "results/evaluation/ood_folds.tsv",
+            "umap": "results/evaluation/ood_umap.png",
+        },
+    )
+
+
+wildcard_constraints:
+    fold="[A-Za-z0-9_.-]+",
+    predictor="naive|dr|mixstyle|stargan|ist",
+
+
+rule train_ist:
+    input:
+        cells="results/preprocess/cells.h5",
+    output:
+        model="results/ood/{fold}/ist_generator/model.pt",
+        losses="results/ood/{fold}/ist_generator/losses.tsv",
+        samples="results/ood/{fold}/ist_generator/samples.png",
+    params:
+        ood=OOD,
+        cfg=OOD["ist"],
+        seed=OOD["seed"],
+        checkpoint_dir="results/ood/{fold}/ist_generator/checkpoints",
+    log:
+        "results/logs/train_ist/{fold}.log",
+    benchmark:
+        "results/benchmarks/train_ist/{fold}.tsv"
+    threads: 1
+    resources:
+        mem_mb=16000,
+        runtime=1440,
+        gpu=1,
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../../workflow/scripts/train_ist.py"
+
+
+rule train_stargan_oe:
+    input:
+        cells="results/preprocess/cells.h5",
+    output:
+        model="results/ood/{fold}/stargan_generator/model.pt",
+        losses="results/ood/{fold}/stargan_generator/losses.tsv",
+        samples="results/ood/{fold}/stargan_generator/samples.png",
+    params:
+        ood=OOD,
+        cfg=OOD["stargan"],
+        seed=OOD["seed"],
+        checkpoint_dir="results/ood/{fold}/stargan_generator/checkpoints",
+    log:
+        "results/logs/train_stargan_oe/{fold}.log",
+    benchmark:
+        "results/benchmarks/train_stargan_oe/{fold}.tsv"
+    threads: 1
+    resources:
+        mem_mb=16000,
+        runtime=1440,
+        gpu=1,
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../../workflow/scripts/train_stargan_oe.py"
+
+
+rule train_predictor:
+    input:
+        unpack(fold_generator),
+        cells="results/preprocess/cells.h5",
+    output:
+        model="results/ood/{fold}/{predictor}/model.pt",
+        losses="results/ood/{fold}/{predictor}/losses.tsv",
+        samples="results/ood/{fold}/{predictor}/samples.png",
+    params:
+        ood=OOD,
+        cfg=OOD["predictor"],
+        seed=OOD["seed"],
+        checkpoint_dir="results/ood/{fold}/{predictor}/checkpoints",
+    log:
+        "results/logs/train_predictor/{fold}/{predictor}.log",
+    benchmark:
+        "results/benchmarks/train_predictor/{fold}/{predictor}.tsv"
+    threads: 1
+    resources:
+        mem_mb=16000,
+        runtime=720,
+        gpu=1,
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../../workflow/scripts/train_predictor.py"
+
+
+rule ood_fold_eval:
+    input:
+        unpack(fold_generator),
+        cells="results/preprocess/cells.h5",
+        model="results/ood/{fold}/{predictor}/model.pt",
+    output:
+        predictions="results/ood/{fold}/{predictor}/predictions.tsv",
+        metrics="results/ood/{fold}/{predictor}/metrics.tsv",
+        features="results/ood/{fold}/{predictor}/features.tsv",
+    params:
+        ood=OOD,
+        cfg=OOD["predictor"],
+    log:
+        "results/logs/ood_fold_eval/{fold}/{predictor}.log",
+    benchmark:
+        "results/benchmarks/ood_fold_eval/{fold}/{predictor}.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=1,
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../../workflow/scripts/ood_fold_eval.py"
+
+
+rule combine_ood:
+    input:
+        metrics=expand(
+            "results/ood/{fold}/{predictor}/metrics.tsv", fold=OOD_FOLDS, predictor=OOD_PREDICTORS
+        ),
+        features=expand("results/ood/iid/{predictor}/features.tsv", predictor=OOD_PREDICTORS),
+    output:
+        table="results/evaluation/ood.tsv",
+        folds="results/evaluation/ood_folds.tsv",
+        umap=report(
+            "results/evaluation/ood_umap.png",
+            caption="../../workflow/report/ood_umap.rst",
+            category="Out-of-distribution benchmark",
+            labels={"figure": "UMAP by gene and by OE"},
+        ),
+    params:
+        methods=OOD_PREDICTORS,
+        umap=config["evaluation"]["umap"],
+        max_cells=OOD["umap_max_cells"],
+    log:
+        "results/logs/combine_ood.log",
+    benchmark:
+        "results/benchmarks/combine_ood.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../../workflow/scripts/combine_ood.py"
+
+
+rule embed_predictor:
+    input:
+        cells="results/preprocess/cells.h5",
+        model="results/ood/iid/{predictor}/model.pt",
+    output:
+        embeddings="results/embeddings/{predictor}.tsv",
+    params:
+        cfg=OOD["predictor"],
+    log:
+        "results/logs/embed_predictor/{predictor}.log",
+    benchmark:
+        "results/benchmarks/embed_predictor/{predictor}.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=1,
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../../workflow/scripts/embed_predictor.py"
