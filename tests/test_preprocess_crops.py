@@ -71,7 +71,8 @@ def test_run_crop_well_rescales_pads_and_keeps_obs(tmp_path):
     tifffile.imwrite(tmp_path / "P/W/t.tif", tile)
     cells = pd.DataFrame({"plate": "P", "well": ["W", "W", "V"], "tile": "t", "y": [10.0, 1.0, 5.0],
                           "x": [12.0, 30.0, 5.0], "gene": ["g", "nontargeting", "g"],
-                          "cell_id": ["c1", "c2", "c3"], "batch": "P", "area": [1.5, 2.5, 3.5]})
+                          "cell_id": ["c1", "c2", "c3"], "batch": "P", "area": [1.5, 2.5, 3.5],
+                          "series": ["S1", "S2", "S1"]})  # a text column, e.g. the OOD benchmark's level 3
     _well_inputs(tmp_path, cells)
     run_crop_well(tmp_path / "cells.parquet", tmp_path / "ff.npz", tmp_path / "pct.tsv", tmp_path / "W.h5",
                   {"size": 16, "edge": "pad"}, ["a", "b"], str(tmp_path / "{plate}/{well}/{tile}.tif"), "P", "W")
@@ -79,6 +80,7 @@ def test_run_crop_well_rescales_pads_and_keeps_obs(tmp_path):
     assert (attrs["n_cells"], attrs["n_kept"], attrs["n_dropped_edge"], attrs["n_padded"]) == (2, 2, 0, 1)
     obs = read_obs(tmp_path / "W.h5")
     assert obs["cell_id"].tolist() == ["c1", "c2"] and obs["area"].tolist() == [1.5, 2.5]
+    assert obs["series"].tolist() == ["S1", "S2"]
     crops = read_crops(tmp_path / "W.h5")
     assert crops[0, 0, 8, 8] == 1.0 and crops[0, 0].sum() == 1.0  # dot rescaled 100 -> 1 at the centre
     assert (crops[0, 1] == 0.5).all()

@@ -2,6 +2,7 @@
 start-up, and a real run on a tiny simulated screen (all_preprocess, then the report)."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -139,3 +140,25 @@ def test_full_run_writes_the_report(tiny_run):
     assert {"macro_f1_iid", "macro_f1_plate", "clisi", "blisi", "knn_batchcv"} <= set(ood.columns)
     assert {"naive", "ist"} <= set(metrics["method"])  # the IID predictors' embeddings are scored
     assert "Out-of-distribution benchmark" in html and "<h3>ist</h3>" in html
+
+
+def test_dry_run_adds_series_folds_when_the_cell_table_has_that_column(tmp_path):
+    """OOD level 3: a `series` column of the user's cell table becomes held-out-series folds."""
+    rows = [(p, w, "0", 50.0, 50.0, g, s) for p, s in (("P1", "S1"), ("P2", "S1"), ("P3", "S2"))
+            for w in ("A1", "A2") for g in ("G1", "nontargeting")]
+    pd.DataFrame(rows, columns=["plate", "well", "tile", "y", "x", "gene", "series"]).to_csv(
+        tmp_path / "cells.csv", index=False)
+    for p, w, *_ in rows:
+        (tmp_path / "tiles" / p / w).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "tiles" / p / w / "0.tif").touch()  # a dry run never opens them
+    (tmp_path / "complexes.tsv").write_text("complex\tgene\nC\tG1\n")
+    config = {"input": {"tiles": str(tmp_path / "tiles/{plate}/{well}/{tile}.tif"),
+                        "cells": str(tmp_path / "cells.csv"), "ground_truth": str(tmp_path / "complexes.tsv")},
+              "ood": {"predictors": ["naive"]}}
+    (tmp_path / "screen.yaml").write_text(yaml.safe_dump(config))
+    out = _run(["-n", "--directory", str(tmp_path), "--snakefile", str(REPO / "Snakefile"),
+                "--configfile", str(REPO / "config" / "config.yaml"), str(tmp_path / "screen.yaml")]).stdout
+    folds = set(re.findall(r"fold=([A-Za-z0-9_.-]+)", out))
+    wells = {f for f in folds if f.startswith("well-")}  # config.yaml holds out 1 of the 6 wells
+    assert len(wells) == 1 and wells <= {f"well-{p}_{w}" for p in ("P1", "P2", "P3") for w in ("A1", "A2")}
+    assert folds - wells == {"iid", "plate-P1", "plate-P2", "plate-P3", "series-S1", "series-S2"}
