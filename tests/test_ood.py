@@ -7,7 +7,7 @@ from harmonypy import compute_lisi
 from sklearn.metrics import f1_score
 
 from ood_toy import toy_obs
-from opsembed.evaluate.ood import (IID, fold_id, harmony_knn, knn_batchcv, knn_predict, list_folds, macro_f1,
+from opsembed.evaluate.ood import (IID, fold_id, gene_subset, harmony_knn, knn_batchcv, knn_predict, list_folds, macro_f1,
                                    ood_folds, scaled_blisi, scaled_clisi, scored_macro_f1)
 from opsembed.evaluate.ood_eval import combine_ood
 from opsembed.io.errors import InputError
@@ -65,6 +65,43 @@ def test_list_folds_on_the_layout_matches_the_cells_and_max_folds_is_seeded():
     others = {tuple(list_folds(layout, dict(cfg, seed=s))) for s in range(10)}
     assert len(others) > 1
     assert fold_id("plate", "P 1/a:b") == "plate-P_1_a_b"
+
+
+def test_gene_subset_by_list_and_by_count():
+    genes = np.array(["B", "A", "ctrl", "C", "B", "A", "ctrl", "D", "C", "ctrl"])
+    # cells: A 2, B 2, C 2, D 1, ctrl 3
+    assert gene_subset(genes, {}, "ctrl").all()
+    assert gene_subset(genes, {"genes": ["D", "ctrl"]}, "ctrl").tolist() == [
+        False, False, True, False, False, False, True, True, False, True]
+    # two most frequent library genes: A, B and C tie at 2 cells, names break the tie; controls dropped
+    assert sorted(set(genes[gene_subset(genes, {"max_genes": 2}, "ctrl")])) == ["A", "B"]
+    # controls stay only when listed; max_genes counts library genes only
+    kept = gene_subset(genes, {"genes": ["ctrl", "C", "D"], "max_genes": 1}, "ctrl")
+    assert sorted(set(genes[kept])) == ["C", "ctrl"]
+    with pytest.raises(InputError, match="E"):
+        gene_subset(genes, {"genes": ["A", "E"]}, "ctrl")
+    for bad in ({"max_genes": 0}, {"max_genes": 2.5}, {"genes": "A"}, {"genes": []}):
+        with pytest.raises(InputError):
+            gene_subset(genes, bad, "ctrl")
+
+
+def test_folds_drop_the_cells_of_other_genes_from_train_and_test():
+    obs = toy_obs(n_plates=3, n_wells=2, n_genes=6, per_well=3)
+    genes = obs["gene"].to_numpy()
+    full = {f["fold_id"]: f for f in ood_folds(obs, LEVELS, seed=0)}
+    cfg = dict(LEVELS, genes=["G1", "G2", "nontargeting"])
+    sub = ood_folds(obs, cfg, seed=0, controls="nontargeting")
+    assert [f["fold_id"] for f in sub] == list(full)
+    keep = np.isin(genes, ["G1", "G2", "nontargeting"])
+    for f in sub:
+        assert set(genes[f["train_idx"]]) == {"G1", "G2", "nontargeting"}
+        if f["level"] != IID:     # the same held-out cells, less the other genes
+            for part in ("train_idx", "test_idx"):
+                assert f[part].tolist() == [i for i in full[f["fold_id"]][part] if keep[i]]
+    iid = sub[0]
+    assert len(iid["train_idx"]) + len(iid["test_idx"]) == int(keep.sum())
+    # G1 (absent from P2) and G2 (absent from P3): 2 plates x 2 wells x 3 cells = 12 each; floor(0.2 * 12) = 2
+    assert int((genes[iid["test_idx"]] == "G1").sum()) == 2
 
 
 def test_level_names_must_be_unique():

@@ -148,6 +148,18 @@ def test_fold_samplers_draw_training_cells_balanced_over_genes(toy):
     np.testing.assert_array_equal(labels[:, 1].numpy(), data.oe_ids[rows.numpy()])
 
 
+def test_fold_keeps_only_the_cells_of_the_chosen_genes(toy):
+    root, _ = toy
+    # all four genes have 6 cells: max_genes=2 keeps G0 and G1 (names break the tie), no controls
+    data = load_fold(root / "cells.h5", dict(OOD, max_genes=2), FOLD, 16, torch.device("cpu"))
+    genes = np.array(data.images.genes)[data.images.gene_ids]
+    assert set(genes[data.fold["train_idx"]]) == {"G0"}           # G0 is only on P2
+    assert genes[data.fold["test_idx"]].tolist() == ["G1"] * 6     # G1 is only on the held-out P1
+    assert data.train_genes == [data.images.genes.index("G0")]
+    rows, labels = data.gene_sampler(batch_size=4, seed=0, stream=0).draw(0, torch.device("cpu"))
+    assert set(genes[rows.numpy()]) == {"G0"}
+
+
 def test_resume_repeats_the_mixstyle_loss_sequence(toy, tmp_path):
     root, gens = toy
     full = _train(root, gens, "mixstyle", tmp_path / "full", iterations=4, mixstyle_p=0.5)

@@ -188,6 +188,19 @@ def test_plate_effects_differ_between_plates():
         assert field.max() <= 1.0 and 0.5 <= field.min() < 0.66
 
 
+def test_batch_scale_multiplies_only_the_plate_shifts():
+    base, tripled = plate_effects(TINY), plate_effects({**TINY, "batch_scale": 3.0})
+    for plate in base:
+        assert set(tripled[plate].shift) == set(base[plate].shift)
+        for name, value in base[plate].shift.items():
+            assert tripled[plate].shift[name] == pytest.approx(3.0 * value)
+        np.testing.assert_array_equal(tripled[plate].gains, base[plate].gains)
+        assert tripled[plate].psf_sigma == base[plate].psf_sigma
+    assert all(v == 0 for v in plate_effects({**TINY, "batch_scale": 0.0})["P1"].shift.values())
+    with pytest.raises(InputError, match="batch_scale"):
+        plate_effects({**TINY, "batch_scale": -1.0})
+
+
 def test_place_cells_spacing_and_edges():
     rng = np.random.default_rng(0)
     radii = np.full(60, 24.0)

@@ -8,6 +8,11 @@ when the cell table has it. A level whose columns are missing, or that has a sin
 is skipped. Folds: one per held-out OE of each level (at most ``max_folds`` of them,
 chosen at random with ``ood.seed``), plus one IID fold, a random split stratified by gene.
 
+Gene subset (``ood.genes``, ``ood.max_genes``; ``gene_subset``): the benchmark may classify
+only some genes, e.g. so that a small demo screen has enough cells per class. Cells of
+other genes are dropped from every fold, train and test alike; the folds themselves (the
+held-out OEs) do not change.
+
 Scoring (``scored_labels``): a test cell counts only when its gene has training cells
 in that fold, since a classifier cannot name a gene it never saw. Macro-F1 is averaged
 over the genes that have both test and training cells. In the demo's sparse design every
@@ -43,6 +48,8 @@ OOD_DEFAULTS = {
     "harmony_pcs": 20,
     "lisi_perplexity": 30,
     "max_eval_cells": 20000,
+    "genes": None,
+    "max_genes": None,
 }
 """Keys of the ``ood`` config block that define folds and metrics, with defaults."""
 
@@ -57,6 +64,11 @@ def ood_config(cfg: dict | None) -> dict:
     names = [lv["name"] for lv in out["levels"]]
     if IID in names or len(set(names)) != len(names):
         raise InputError(f"ood.levels: names {names} must be unique and not {IID!r}.")
+    if out["max_genes"] is not None and (isinstance(out["max_genes"], bool) or int(out["max_genes"]) < 1
+                                         or int(out["max_genes"]) != out["max_genes"]):
+        raise InputError(f"ood.max_genes is {out['max_genes']!r}; use an integer >= 1 or null (all genes).")
+    if out["genes"] is not None and (isinstance(out["genes"], str) or not len(out["genes"])):
+        raise InputError(f"ood.genes is {out['genes']!r}; use a non-empty list of gene names or null (all genes).")
     if not 0 < float(out["iid_test_fraction"]) < 1:
         raise InputError(f"ood.iid_test_fraction is {out['iid_test_fraction']}; use a value in (0, 1).")
     return out
@@ -112,6 +124,35 @@ def list_folds(obs: pd.DataFrame, cfg: dict) -> list[str]:
     return ids
 
 
+def gene_subset(genes, cfg: dict | None, controls: str | None) -> np.ndarray:
+    """Which cells the OOD benchmark keeps: bool (n,) over the cells' gene labels ``genes``.
+
+    ``ood.genes`` (list or null): only cells of these labels (the control label may be one
+    of them); a name that no cell has is an InputError. ``ood.max_genes`` (int or null): of
+    the remaining *library* genes (labels other than ``controls``), only the ``max_genes``
+    with most cells, ties broken by name (ascending). The control label is never counted
+    in ``max_genes``; it stays only when ``ood.genes`` names it. Both null: all True.
+    """
+    cfg = ood_config(cfg)
+    genes = np.asarray(genes).astype(str)
+    keep = np.ones(len(genes), dtype=bool)
+    if cfg["genes"] is not None:
+        wanted = [str(g) for g in cfg["genes"]]
+        unknown = sorted(set(wanted) - set(genes.tolist()))
+        if unknown:
+            raise InputError(f"ood.genes names {unknown}, which no cell of the cells file has; "
+                             f"remove them or fix their spelling.")
+        keep &= np.isin(genes, wanted)
+    if cfg["max_genes"] is not None:
+        library = keep & (genes != controls)
+        names, counts = np.unique(genes[library], return_counts=True)
+        order = sorted(zip(names.tolist(), counts.tolist()), key=lambda t: (-t[1], t[0]))
+        top = [g for g, _ in order[:int(cfg["max_genes"])]]
+        listed_controls = cfg["genes"] is not None and controls in [str(g) for g in cfg["genes"]]
+        keep &= np.isin(genes, top) | (listed_controls & (genes == controls))
+    return keep
+
+
 def iid_split(genes: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train_idx, test_idx), sorted int64: per gene, floor(fraction * n) random cells go to
     test, always leaving at least one in training (genes with one cell stay in training)."""
@@ -126,19 +167,24 @@ def iid_split(genes: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray
     return train_idx, test_idx
 
 
-def ood_folds(obs: pd.DataFrame, cfg: dict | None, seed: int | None = None) -> list[dict]:
+def ood_folds(obs: pd.DataFrame, cfg: dict | None, seed: int | None = None,
+              controls: str | None = None) -> list[dict]:
     """All folds of the OOD protocol on a cell table.
 
     Returns dicts with ``fold_id`` (str), ``level`` (level name or "iid"), ``held_out``
     (OE label, "" for IID), ``columns`` (the level's OE columns), ``train_idx`` and
     ``test_idx`` (sorted int64 row numbers into ``obs``, disjoint). A held-out OE's cells are
-    all in test and none in train. ``seed`` overrides ``cfg['seed']``.
+    all in test and none in train. Only cells kept by ``gene_subset`` (``controls``: the
+    control label) are in either; the IID split is drawn among them. ``seed`` overrides
+    ``cfg['seed']``.
     """
     cfg = ood_config(cfg)
     if seed is not None:
         cfg["seed"] = seed
     genes = obs["gene"].astype(str).to_numpy(dtype=object)
-    train, test = iid_split(genes, float(cfg["iid_test_fraction"]), cfg["seed"])
+    keep = gene_subset(genes, cfg, controls)
+    kept = np.flatnonzero(keep)
+    train, test = (kept[i] for i in iid_split(genes[kept], float(cfg["iid_test_fraction"]), cfg["seed"]))
     folds = [{"fold_id": IID, "level": IID, "held_out": "", "columns": [], "train_idx": train,
               "test_idx": test}]
     active = [lv["name"] for lv in active_levels(obs, cfg)]
@@ -149,14 +195,14 @@ def ood_folds(obs: pd.DataFrame, cfg: dict | None, seed: int | None = None) -> l
         for oe in held_out_oes(obs, level, cfg["seed"], i):
             mask = labels == oe
             folds.append({"fold_id": fold_id(level["name"], oe), "level": level["name"], "held_out": oe,
-                          "columns": list(level["columns"]), "train_idx": np.flatnonzero(~mask),
-                          "test_idx": np.flatnonzero(mask)})
+                          "columns": list(level["columns"]), "train_idx": np.flatnonzero(~mask & keep),
+                          "test_idx": np.flatnonzero(mask & keep)})
     return folds
 
 
-def get_fold(obs: pd.DataFrame, cfg: dict | None, fold: str) -> dict:
+def get_fold(obs: pd.DataFrame, cfg: dict | None, fold: str, controls: str | None = None) -> dict:
     """The fold ``fold`` of ``ood_folds``; InputError listing the known ids when absent."""
-    folds = ood_folds(obs, cfg)
+    folds = ood_folds(obs, cfg, controls=controls)
     for f in folds:
         if f["fold_id"] == fold:
             return f

@@ -7,7 +7,10 @@ Technical effects are strong on purpose, so that a model can tell plates apart:
   permuted per channel, plus a little jitter), so any two plates differ;
 - per-plate focus (Gaussian PSF sigma spread over 0.8-1.6 px) and autofluorescence;
 - a biological shift of every phenotype parameter (N(0, 0.35) in cell-spread units) and of
-  the mitotic log-odds (N(0, 0.3)), as from different culture conditions.
+  the mitotic log-odds (N(0, 0.3)), as from different culture conditions, both standard
+  deviations times ``simulate.batch_scale`` (default 1). Preprocessing removes most of the
+  technical effects (flat-field correction, z-scoring against each plate's controls), but
+  not this shift, so ``batch_scale`` sets how much the plates confound a gene classifier.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from opsembed.io.errors import InputError
 
 from .design import plate_names, rng_for
 from .phenotypes import EFFECTS
@@ -53,7 +58,11 @@ class PlateEffects:
 
 
 def plate_effects(sim: dict) -> dict[str, PlateEffects]:
-    """Plate -> its ``PlateEffects``, seeded by ``simulate.seed``."""
+    """Plate -> its ``PlateEffects``, seeded by ``simulate.seed``; ``shift`` standard deviations
+    times ``sim["batch_scale"]`` (default 1.0, >= 0; the same draws, only scaled)."""
+    scale = float(sim.get("batch_scale", 1.0))
+    if scale < 0:
+        raise InputError(f"simulate.batch_scale is {scale}; use a value >= 0 (1 = the default plate shifts).")
     plates = plate_names(int(sim["n_plates"]))
     n, size = len(plates), int(sim["tile_size"])
     rng = rng_for(sim, STREAM_BATCH)
@@ -69,7 +78,7 @@ def plate_effects(sim: dict) -> dict[str, PlateEffects]:
             psf_sigma=float(psf[p]),
             field_centre=tuple(float(v) for v in rng.uniform(0.2, 0.8, 2) * (size - 1)),
             field_floor=float(rng.uniform(0.5, 0.65)),
-            shift={name: float(rng.normal(0.0, 0.3 if name == "mitotic" else 0.35))
+            shift={name: scale * float(rng.normal(0.0, 0.3 if name == "mitotic" else 0.35))
                    for name in EFFECTS},
         )
     return out

@@ -88,11 +88,15 @@ class FoldData:
 
 def load_fold(cells_path: str | os.PathLike, ood_cfg: dict | None, fold: str, image_size: int,
               device: torch.device, in_memory: bool | str = "auto", memory_fraction: float = 0.5) -> FoldData:
-    """The fold ``fold`` (an id of ``list_folds``) of the cells file, crops at ``image_size``."""
+    """The fold ``fold`` (an id of ``list_folds``) of the cells file, crops at ``image_size``.
+
+    Only the cells of the genes kept by ``ood.genes`` / ``ood.max_genes`` are in the fold
+    (``ood.gene_subset``, with the file's control label).
+    """
     cfg = ood_config(ood_cfg)
     obs = read_obs(cells_path)
-    f = get_fold(obs, cfg, fold)
     images = CellImages(cells_path, image_size, device, in_memory, memory_fraction)
+    f = get_fold(obs, cfg, fold, images.controls)
     labels = oe_labels(obs, cfg["oe_columns"])
     oes = sorted(set(labels.tolist()))
     lookup = {oe: i for i, oe in enumerate(oes)}
