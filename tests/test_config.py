@@ -27,8 +27,13 @@ def test_defaults_fill_an_empty_config_like_the_demo():
     validate(empty, SCHEMA)
     demo = _load("config.yaml")
     validate(demo, SCHEMA)
+    # the demo differs from the defaults only where a default must suit real screens
     assert demo["preprocess"]["flatfield"].pop("offset") == 100  # the simulated camera's offset
     assert empty["preprocess"]["flatfield"].pop("offset") == 0
+    assert demo["preprocess"]["crop"].pop("edge") == "pad"  # keeps the small demo's edge cells
+    assert empty["preprocess"]["crop"].pop("edge") == "drop"
+    assert len(demo["ood"].pop("genes")) == 10  # one gene per demo complex
+    assert empty["ood"].pop("genes") is None
     assert empty == demo
 
 

@@ -31,7 +31,7 @@ TINY = {
                  "checkpoint_every": 6, "log_every": 3, "sample_every": 0, "n_cells": 4},
     },
     # OOD benchmark: IID + two held-out plates, two predictor kinds, a few steps each
-    "ood": {"levels": [{"name": "plate", "columns": ["plate"]}], "predictors": ["naive", "ist"],
+    "ood": {"levels": [{"name": "plate", "columns": ["plate"]}], "predictors": ["naive", "ist"], "genes": None,
             "harmony_pcs": 5, "knn_neighbors": 3, "lisi_perplexity": 5,
             "ist": {"pretrain_iterations": 4, "iterations": 8, "batch_size": 8, "log_every": 4,
                     "checkpoint_every": 4, "num_workers": 0},
@@ -154,7 +154,7 @@ def test_dry_run_adds_series_folds_when_the_cell_table_has_that_column(tmp_path)
     (tmp_path / "complexes.tsv").write_text("complex\tgene\nC\tG1\n")
     config = {"input": {"tiles": str(tmp_path / "tiles/{plate}/{well}/{tile}.tif"),
                         "cells": str(tmp_path / "cells.csv"), "ground_truth": str(tmp_path / "complexes.tsv")},
-              "ood": {"predictors": ["naive"]}}
+              "ood": {"predictors": ["naive"], "genes": None}}
     (tmp_path / "screen.yaml").write_text(yaml.safe_dump(config))
     out = _run(["-n", "--directory", str(tmp_path), "--snakefile", str(REPO / "Snakefile"),
                 "--configfile", str(REPO / "config" / "config.yaml"), str(tmp_path / "screen.yaml")]).stdout

@@ -38,7 +38,7 @@ OOD_DEFAULTS = {
     "seed": 0,
     "oe_columns": ["plate", "well"],
     "levels": [
-        {"name": "well", "columns": ["plate", "well"], "max_folds": None},
+        {"name": "well", "columns": ["plate", "well"], "max_folds": 1},  # demo: 1 of 6 wells
         {"name": "plate", "columns": ["plate"], "max_folds": None},
         {"name": "series", "columns": ["series"], "max_folds": None},
     ],

@@ -50,11 +50,11 @@ IST_DEFAULTS = {
     "image_size": 32,           # training side length (crops are area-resized); multiple of 8
     "width": 8,                 # ResNet-18 base width w (64 in the paper's ResNet-18)
     "pretrain_iterations": 200, # E's multi-task pretraining steps (counted in iterations)
-    "iterations": 500,          # total steps: pretraining, then style-transfer training
+    "iterations": 350,          # total steps: pretraining, then style-transfer training
     "batch_size": 32,
     "encoder_lr": 1.0e-3,       # E (Adam, betas 0.9, 0.999)
     "augment": True,            # random flips / 90-degree rotations while pretraining E
-    "lr": 1.0e-4,               # G and D (Adam, betas below)
+    "lr": 5.0e-4,               # G and D (Adam, betas below)
     "betas": [0.0, 0.99],
     "weight_decay": 1.0e-4,
     "lambda_adv": 1.0,
@@ -78,7 +78,7 @@ IST_LOSSES = ["gene_ce", "oe_ce", "d_real", "d_fake", "r1", "adv", "style", "cyc
 diagnostic, not a loss: the share of restyled images that E's OE head assigns to the
 style image's OE (near 1 when the transfer works)."""
 
-STARGAN_DEFAULTS = {**GRAPE_DEFAULTS, "embed_dim": 16, "mapping_hidden": 64, "iterations": 300,
+STARGAN_DEFAULTS = {**GRAPE_DEFAULTS, "embed_dim": 16, "mapping_hidden": 32, "iterations": 150, "lr": 3.0e-4,
                     "ema": {"mode": "none", "every": 2500, "gamma": 0.5, "beta": 0.999},
                     "checkpoint_every": 250, "log_every": 25, "num_workers": 2}
 """Keys of the ``ood.stargan`` block: GRAPE's keys (``methods.grape``), demo defaults here."""

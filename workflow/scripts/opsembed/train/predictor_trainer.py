@@ -51,9 +51,9 @@ INTERVENTIONAL = ("stargan", "ist")
 PREDICTOR_DEFAULTS = {
     "image_size": 32,
     "width": 8,
-    "iterations": 300,
-    "batch_size": 64,
-    "lr": 1.0e-3,
+    "iterations": 400,
+    "batch_size": 32,
+    "lr": 2.0e-3,
     "betas": [0.9, 0.999],
     "weight_decay": 1.0e-4,
     "dr_alpha": 1.0,
@@ -61,9 +61,9 @@ PREDICTOR_DEFAULTS = {
     "mixstyle_p": 0.5,
     "mixstyle_alpha": 0.1,
     "mixstyle_stages": [0, 1],
-    "p_original": 0.0,
+    "p_original": 0.5,
     "augment": True,            # random flips and 90-degree rotations of training images
-    "test_time_styles": 0,      # IST test-time correction: average over k restyles (0: off)
+    "test_time_styles": 4,      # IST test-time correction: average over k restyles (0: off)
     "checkpoint_every": 250,
     "log_every": 25,
     "sample_every": 0,
