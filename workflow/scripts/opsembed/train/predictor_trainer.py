@@ -253,7 +253,9 @@ def gene_means(feats: np.ndarray, genes: np.ndarray, controls: str) -> tuple[lis
 
 def embed_predictor(cells_path, model_path, out_path, cfg: dict | None = None) -> None:
     """Gene embedding of a predictor: mean penultimate feature per gene over every cell of the
-    cells file (all held-in for the IID fold's model), controls excluded; embedding contract."""
+    cells file (for the IID fold's model: its training cells and its 20 % test cells, and the
+    genes outside ``ood.genes`` too, so every screened gene gets a row), controls excluded;
+    embedding contract."""
     cfg = predictor_config(cfg)
     device = resolve_device(cfg["device"])
     pred = Predictor(model_path, device)
