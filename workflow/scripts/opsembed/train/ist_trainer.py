@@ -49,8 +49,8 @@ log = logging.getLogger(__name__)
 IST_DEFAULTS = {
     "image_size": 32,           # training side length (crops are area-resized); multiple of 8
     "width": 8,                 # ResNet-18 base width w (64 in the paper's ResNet-18)
-    "pretrain_iterations": 200, # E's multi-task pretraining steps (counted in iterations)
-    "iterations": 350,          # total steps: pretraining, then style-transfer training
+    "pretrain_iterations": 150, # E's multi-task pretraining steps (counted in iterations)
+    "iterations": 250,          # total steps: pretraining, then style-transfer training
     "batch_size": 32,
     "encoder_lr": 1.0e-3,       # E (Adam, betas 0.9, 0.999)
     "augment": True,            # random flips / 90-degree rotations while pretraining E

@@ -51,7 +51,7 @@ INTERVENTIONAL = ("stargan", "ist")
 PREDICTOR_DEFAULTS = {
     "image_size": 32,
     "width": 8,
-    "iterations": 400,
+    "iterations": 300,
     "batch_size": 32,
     "lr": 2.0e-3,
     "betas": [0.9, 0.999],
