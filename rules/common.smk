@@ -32,6 +32,30 @@ wildcard_constraints:
     method="[A-Za-z0-9_]+",
 
 
+##### GPUs #####
+
+
+def _visible_gpus():
+    """NVIDIA GPUs this machine shows (`nvidia-smi -L`); 0 without the tool or a driver."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("nvidia-smi"):
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(line.startswith("GPU ") for line in out.stdout.splitlines()) if out.returncode == 0 else 0
+
+
+GPU_JOB = 1 if _visible_gpus() else 0
+"""`resources: gpu` of the rules whose networks run on CUDA when present: 1 where this
+machine has a GPU (the default profile's `gpu=1` then runs one such job at a time), 0 on
+a CPU-only machine, so that those jobs run side by side on its cores. The SLURM profile
+asks for a GPU for each of them whatever the submitting machine has."""
+
+
 ##### the screen: one row per tile that holds cells #####
 
 

@@ -13,7 +13,7 @@ def _rules_asking_for_a_gpu():
         for block in re.split(r"\n(?=rule )", path.read_text()):
             name = re.match(r"rule (\w+):", block)
             if name:
-                rules[name.group(1)] = re.search(r"^\s+gpu=1,", block, re.M) is not None
+                rules[name.group(1)] = re.search(r"^\s+gpu=GPU_JOB,", block, re.M) is not None
     return {name for name, gpu in rules.items() if gpu}, set(rules)
 
 

@@ -37,7 +37,7 @@ rule train_grape:
     resources:
         mem_mb=16000,
         runtime=4320,
-        gpu=1,
+        gpu=GPU_JOB,
     conda:
         "../../envs/train.yaml"
     script:
@@ -63,7 +63,7 @@ rule extract_grape:
     resources:
         mem_mb=8000,
         runtime=60,
-        gpu=1,
+        gpu=GPU_JOB,
     conda:
         "../../envs/train.yaml"
     script:
@@ -94,7 +94,7 @@ rule generative_check_grape:
     resources:
         mem_mb=8000,
         runtime=60,
-        gpu=1,
+        gpu=GPU_JOB,
     conda:
         "../../envs/train.yaml"
     script:

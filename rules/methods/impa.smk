@@ -38,7 +38,7 @@ rule train_impa:
     resources:
         mem_mb=16000,
         runtime=4320,
-        gpu=1,
+        gpu=GPU_JOB,
     conda:
         "../../envs/train.yaml"
     script:
@@ -62,7 +62,7 @@ rule extract_impa:
     resources:
         mem_mb=8000,
         runtime=60,
-        gpu=1,
+        gpu=GPU_JOB,
     conda:
         "../../envs/train.yaml"
     script:

@@ -68,7 +68,7 @@ rule train_ist:
     resources:
         mem_mb=16000,
         runtime=1440,
-        gpu=1,
+        gpu=GPU_JOB,
     conda:
         "../../envs/train.yaml"
     script:
@@ -95,7 +95,7 @@ rule train_stargan_oe:
     resources:
         mem_mb=16000,
         runtime=1440,
-        gpu=1,
+        gpu=GPU_JOB,
     conda:
         "../../envs/train.yaml"
     script:
@@ -123,7 +123,7 @@ rule train_predictor:
     resources:
         mem_mb=16000,
         runtime=720,
-        gpu=1,
+        gpu=GPU_JOB,
     conda:
         "../../envs/train.yaml"
     script:
@@ -150,7 +150,7 @@ rule ood_fold_eval:
     resources:
         mem_mb=8000,
         runtime=120,
-        gpu=1,
+        gpu=GPU_JOB,
     conda:
         "../../envs/evaluate.yaml"
     script:
@@ -206,7 +206,7 @@ rule embed_predictor:
     resources:
         mem_mb=8000,
         runtime=60,
-        gpu=1,
+        gpu=GPU_JOB,
     conda:
         "../../envs/train.yaml"
     script:
