@@ -42,10 +42,8 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-from collections import deque
-from concurrent.futures import ProcessPoolExecutor
 from functools import partial
-from typing import Callable, Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -58,13 +56,12 @@ from sklearn.inspection import permutation_importance
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import train_test_split
 from torch import nn
-from tqdm import tqdm
 
 from ..io.atomic import atomic_path
 from ..io.errors import InputError
 from ..io.h5 import read_attrs, read_obs
 from ..io.tables import write_table
-from ..models.features import cell_features
+from ..models.features import cell_features, map_feature_blocks
 from ..train.data import crop_reader
 from ..train.device import resolve_device
 from ..train.gan import cells_per_gene
@@ -106,28 +103,7 @@ def block_features(blocks: Iterable[np.ndarray], channels: list[str], geometry: 
     """:func:`cell_features` (with ``geometry``) of the crops of ``blocks`` (n_i, C, S, S), in order,
     in ``threads`` worker processes (at most 2 x threads blocks in flight); a bar counts cells."""
     work = partial(cell_features, channels=list(channels), progress=False, **geometry)
-    bar = tqdm(total=total, desc=desc, unit="cell")
-    parts = []
-    for part in _ordered_map(work, blocks, threads):
-        parts.append(part)
-        bar.update(len(part))
-    bar.close()
-    return pd.concat(parts, ignore_index=True)
-
-
-def _ordered_map(work: Callable, items: Iterable, threads: int) -> Iterator:
-    """``work(item)`` for each item, in order; in worker processes when ``threads`` > 1."""
-    if threads <= 1:
-        yield from map(work, items)
-        return
-    with ProcessPoolExecutor(max_workers=threads) as pool:
-        pending = deque()
-        for item in items:
-            pending.append(pool.submit(work, item))
-            if len(pending) >= 2 * threads:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+    return map_feature_blocks(work, blocks, total, desc, threads)
 
 
 def decorrelated(x: pd.DataFrame, max_rho: float = MAX_RHO) -> list[str]:

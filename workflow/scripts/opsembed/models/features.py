@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import nullcontext
 from itertools import combinations
 
 import numpy as np
@@ -87,28 +89,50 @@ def features_from_h5(path: str | os.PathLike, channels: list[str], *, threads: i
                      block_size: int = 256) -> pd.DataFrame:
     """:func:`cell_features` of every crop in a cells file, in row order.
 
-    Blocks of ``block_size`` crops are processed by ``threads`` worker processes;
+    Blocks of ``block_size`` crops are read and processed by ``threads`` worker processes;
     a progress bar counts cells.
     """
     n = n_cells(path)
-    starts = list(range(0, n, block_size))
-    jobs = [(os.fspath(path), s, min(s + block_size, n), list(channels)) for s in starts]
-    bar = tqdm(total=n, desc="cell features", unit="cell")
-    parts = []
-    with ProcessPoolExecutor(max_workers=threads) if threads > 1 else nullcontext() as pool:
-        for part in (pool.map if pool else map)(_block, jobs):
-            parts.append(part)
-            bar.update(len(part))
-    bar.close()
-    rate = n / max(bar.format_dict["elapsed"], 1e-9)
+    jobs = ((os.fspath(path), s, min(s + block_size, n), list(channels)) for s in range(0, n, block_size))
+    start = time.perf_counter()
+    features = map_feature_blocks(_block, jobs, n, "cell features", threads)
+    elapsed = time.perf_counter() - start
     log.info("cell features: %d cells in %.1f s (%.0f cells/s, %d process(es))",
-             n, bar.format_dict["elapsed"], rate, max(threads, 1))
-    features = pd.concat(parts, ignore_index=True)
+             n, elapsed, n / max(elapsed, 1e-9), max(threads, 1))
     n_empty = int(features.isna().all(axis=1).sum())
     if n_empty:
         log.warning("cell features: %d of %d crops have a flat DNA channel (no nucleus); "
                     "their features are missing and imputed later", n_empty, n)
     return features
+
+
+def map_feature_blocks(work: Callable[..., pd.DataFrame], items: Iterable, total: int, desc: str,
+                       threads: int = 1) -> pd.DataFrame:
+    """``work(item)`` (a feature table, one row per cell) for each item, concatenated in item
+    order; in ``threads`` worker processes when > 1, with at most 2 x threads items in flight
+    (``items`` may be a generator of crop blocks). A bar named ``desc`` counts ``total`` cells."""
+    bar = tqdm(total=total, desc=desc, unit="cell")
+    parts = []
+    for part in _ordered_map(work, items, threads):
+        parts.append(part)
+        bar.update(len(part))
+    bar.close()
+    return pd.concat(parts, ignore_index=True)
+
+
+def _ordered_map(work: Callable, items: Iterable, threads: int) -> Iterator:
+    """``work(item)`` for each item, in order; in worker processes when ``threads`` > 1."""
+    if threads <= 1:
+        yield from map(work, items)
+        return
+    with ProcessPoolExecutor(max_workers=threads) as pool:
+        pending = deque()
+        for item in items:
+            pending.append(pool.submit(work, item))
+            if len(pending) >= 2 * threads:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _block(job) -> pd.DataFrame:
