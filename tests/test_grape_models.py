@@ -1,4 +1,4 @@
-"""GRAPE / IMPA networks: shapes, heads, initialisation, attention switch."""
+"""GRAPE / IMPA networks: shapes, heads, initialisation (shared heads), attention switch."""
 
 import math
 
@@ -69,6 +69,23 @@ def test_discriminator_returns_the_head_of_each_gene():
     y = torch.tensor([2, 0, 3])
     assert torch.equal(d(x, y), all_heads[torch.arange(3), y])
     assert not torch.allclose(all_heads[:, 0], all_heads[:, 1])
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_shared_heads_start_equal_at_he_scale(shared):
+    torch.manual_seed(0)
+    d = build_grape(200, 2, grape_config({**TINY, "shared_heads": shared}))["discriminator"]
+    w = d.heads.weight[:, :, 0, 0]                                  # (200 genes, 8 features)
+    fan_in_std = math.sqrt(2 / 8)
+    x = torch.randn(3, 2, 16, 16)
+    logits = torch.stack([d(x, torch.full((3,), g)) for g in range(200)], dim=1)
+    if shared:
+        assert torch.equal(w, w[:1].expand_as(w))                   # one draw for every gene
+        assert torch.equal(logits, logits[:, :1].expand_as(logits))
+    else:
+        assert w.std().item() == pytest.approx(fan_in_std, rel=0.1)  # independent He draws
+        assert logits.std(dim=1).min() > 0
+    assert d.heads.bias.abs().max().item() == 0
 
 
 def test_attention_switch_changes_styles():

@@ -39,12 +39,13 @@ DEFAULTS = {
     "max_conv_dim": 32,         # cap on conv widths
     "style_dim": 16,            # style code s
     "embed_dim": 500,           # d, columns of M
-    "embed_init_std": 0.01,     # M ~ N(0, std^2); small, so short runs are not dominated by the draw
+    "embed_init_std": 0.003,    # M ~ N(0, std^2); small, so short runs are not dominated by the draw
     "mapping_hidden": 128,      # hidden width of F
     "attention": False,         # ablation: self-attention over M before F
     "attention_heads": 1,
     "detach_style": True,       # ablation: style loss updates only E
     "cycle": True,              # ablation: cycle loss on/off
+    "shared_heads": True,       # D's gene heads start from one He draw (models.grape explains why)
     "iterations": 1000,
     "batch_size": 32,
     "lr": 5.0e-4,
