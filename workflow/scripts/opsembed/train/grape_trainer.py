@@ -46,7 +46,7 @@ DEFAULTS = {
     "detach_style": True,       # ablation: style loss updates only E
     "cycle": True,              # ablation: cycle loss on/off
     "shared_heads": True,       # D's gene heads start from one He draw (models.grape explains why)
-    "iterations": 1000,
+    "iterations": 2000,
     "batch_size": 32,
     "lr": 5.0e-4,
     "weight_decay": 1.0e-4,

@@ -36,7 +36,7 @@ from .monitor import sample_grid
 log = logging.getLogger(__name__)
 
 _SHARED = ("enabled", "image_size", "dim_in", "max_conv_dim", "style_dim", "embed_dim",
-           "mapping_hidden", "iterations", "batch_size", "lr", "weight_decay", "betas", "lambda_cyc",
+           "mapping_hidden", "batch_size", "lr", "weight_decay", "betas", "lambda_cyc",
            "lambda_sty", "r1_gamma", "augment", "checkpoint_every", "log_every", "sample_every",
            "n_sample_cells",
            "n_sample_genes", "sample_genes", "device", "compile", "bf16", "channels_last",
@@ -44,6 +44,7 @@ _SHARED = ("enabled", "image_size", "dim_in", "max_conv_dim", "style_dim", "embe
 DEFAULTS = {
     **{k: GRAPE_DEFAULTS[k] for k in _SHARED},
     "embed_init_std": 0.01,     # the trainable perturbation table P ~ N(0, std^2)
+    "iterations": 1000,
     "noise_dim": 16,            # Gaussian noise concatenated to the perturbation embedding
     "lambda_ds": 1.0,           # diversity-loss weight at step 0
     "ds_decay_iters": None,     # linear decay of lambda_ds to 0 over this many steps (None: iterations)
