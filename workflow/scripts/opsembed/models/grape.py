@@ -15,12 +15,12 @@ Networks, for C-channel S x S crops (S divisible by 8), G genes, style dimension
   connected layer (a single head shared by all genes).
 
 All Conv2d and Linear weights get He initialisation; M is N(0, embed_init_std^2).
+The IMPA baseline (``opsembed.models.impa``) reuses Generator, Discriminator and StyleEncoder.
 
 Why ``shared_heads``: with independent draws, head z's random initial weights decide the
 direction in which the adversarial loss pushes M_z, and in a short run they outweigh what
 the head learns (demo: learned change 0.06 RMS against 0.25 at initialisation). Each row of
 M then drifts in its own random direction and genes of one complex do not come together.
-The IMPA baseline (``opsembed.models.impa``) reuses Generator, Discriminator and StyleEncoder.
 """
 
 from __future__ import annotations
