@@ -191,9 +191,11 @@ def embedding_if_registered(method):
 
 
 def fold_generator(wildcards):
-    """OOD benchmark: the fold's generator model when the predictor is trained through one
-    (ist, stargan), else nothing."""
-    if wildcards.predictor in ("ist", "stargan"):
+    """OOD benchmark input function: the fold's generator model when the predictor is
+    trained through one (opsembed.evaluate.ood.INTERVENTIONAL), else nothing."""
+    from opsembed.evaluate.ood import INTERVENTIONAL
+
+    if wildcards.predictor in INTERVENTIONAL:
         return {"generator": f"results/ood/{wildcards.fold}/{wildcards.predictor}_generator/model.pt"}
     return {}
 

@@ -13,7 +13,7 @@ from opsembed.models.predictors import GeneClassifier, MixStyleSpec, cross_oe_pa
 from opsembed.train.data import CellImages, step_generator
 from opsembed.train.fold_data import load_fold
 from opsembed.train.ist_trainer import load_restyler, train_ist, train_stargan
-from opsembed.train.predictor_trainer import (KINDS, Predictor, PredictorTrainer, embed_predictor,
+from opsembed.train.predictor_trainer import (PREDICTOR_KINDS, Predictor, PredictorTrainer, embed_predictor,
                                               gene_means, predictor_config, train_predictor)
 
 OOD = {"levels": [{"name": "plate", "columns": ["plate"], "max_folds": None}], "knn_neighbors": 3,
@@ -98,7 +98,7 @@ def _train(root, gens, kind, out, fold=FOLD, **over):
     return read_table(out / "losses.tsv")
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", PREDICTOR_KINDS)
 def test_every_kind_trains_with_finite_losses(toy, tmp_path, kind):
     root, gens = toy
     losses = _train(root, gens, kind, tmp_path)

@@ -34,6 +34,11 @@ from ..io.errors import InputError
 
 log = logging.getLogger(__name__)
 
+PREDICTOR_KINDS = ("naive", "dr", "mixstyle", "stargan", "ist")
+"""The gene predictors of the benchmark (``ood.predictors``)."""
+INTERVENTIONAL = ("stargan", "ist")
+"""Kinds trained through a fold's generator (its model file is an input)."""
+
 OOD_DEFAULTS = {
     "seed": 0,
     "oe_columns": ["plate", "well"],
@@ -136,8 +141,8 @@ def gene_subset(genes, cfg: dict | None, controls: str | None) -> np.ndarray:
     cfg = ood_config(cfg)
     genes = np.asarray(genes).astype(str)
     keep = np.ones(len(genes), dtype=bool)
-    if cfg["genes"] is not None:
-        wanted = [str(g) for g in cfg["genes"]]
+    wanted = None if cfg["genes"] is None else [str(g) for g in cfg["genes"]]
+    if wanted is not None:
         unknown = sorted(set(wanted) - set(genes.tolist()))
         if unknown:
             raise InputError(f"ood.genes names {unknown}, which no cell of the cells file has; "
@@ -148,7 +153,7 @@ def gene_subset(genes, cfg: dict | None, controls: str | None) -> np.ndarray:
         names, counts = np.unique(genes[library], return_counts=True)
         order = sorted(zip(names.tolist(), counts.tolist()), key=lambda t: (-t[1], t[0]))
         top = [g for g, _ in order[:int(cfg["max_genes"])]]
-        listed_controls = cfg["genes"] is not None and controls in [str(g) for g in cfg["genes"]]
+        listed_controls = wanted is not None and controls in wanted
         keep &= np.isin(genes, top) | (listed_controls & (genes == controls))
     return keep
 

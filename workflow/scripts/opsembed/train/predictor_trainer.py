@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..evaluate.ood import INTERVENTIONAL, PREDICTOR_KINDS
 from ..io.embeddings import write_embeddings
 from ..io.errors import InputError
 from ..models.predictors import MODEL_KEYS, GeneClassifier, MixStyleSpec, cross_oe_partners, grad_reverse
@@ -43,10 +44,6 @@ from .loop import GanTrainer, merge_config, run_training
 from .monitor import sample_grid
 
 log = logging.getLogger(__name__)
-
-KINDS = ("naive", "dr", "mixstyle", "stargan", "ist")
-INTERVENTIONAL = ("stargan", "ist")
-"""Kinds trained through a fold's generator (its model file is an input)."""
 
 PREDICTOR_DEFAULTS = {
     "image_size": 32,
@@ -89,8 +86,8 @@ class PredictorTrainer(GanTrainer):
     model_keys = MODEL_KEYS
 
     def __init__(self, kind: str, data: FoldData, cfg: dict, seed: int, restyler: Restyler | None = None):
-        if kind not in KINDS:
-            raise InputError(f"unknown predictor {kind!r}; choose from {KINDS}.")
+        if kind not in PREDICTOR_KINDS:
+            raise InputError(f"unknown predictor {kind!r}; choose from {PREDICTOR_KINDS}.")
         if (kind in INTERVENTIONAL) != (restyler is not None):
             raise ValueError(f"predictor {kind!r}: a generator is needed exactly for {INTERVENTIONAL}")
         if restyler is not None and restyler.image_size != cfg["image_size"]:
