@@ -12,7 +12,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
 
+from opsembed.io.config import is_demo
+
+
+# config.yaml holds the defaults; the simulated demo adds demo.yaml. Snakemake re-applies
+# your --configfile and --config on top of each file, so yours always win.
 configfile: Path(workflow.basedir) / "config" / "config.yaml"
+
+
+if is_demo(config):
+
+    configfile: Path(workflow.basedir) / "config" / "demo.yaml"
 
 
 report: "workflow/report/workflow.rst"

@@ -4,22 +4,20 @@
 import os
 from pathlib import Path
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
+
+from opsembed.io.config import DEMO_DIR, DEMO_INPUT, is_demo, validate_config
 
 min_version("8.20")
 
 
 ##### config #####
 
-validate(config, schema="../config/schema/config.schema.yaml", set_default=True)
+# numbers written as text (1e-4) made numbers, the schema's defaults filled in, the
+# cross-key rules checked: the same steps as opsembed.io.config.load_config
+validate_config(config)
 
-DEMO_DIR = "resources/demo"
-DEMO_INPUT = {
-    "tiles": f"{DEMO_DIR}/tiles/{{plate}}/{{well}}/{{tile}}.tif",
-    "cells": f"{DEMO_DIR}/cells.csv",
-    "ground_truth": f"{DEMO_DIR}/complexes.tsv",
-}
-IS_DEMO = config["input"]["cells"] == DEMO_INPUT["cells"]
+IS_DEMO = is_demo(config)
 if IS_DEMO and config["input"]["tiles"] != DEMO_INPUT["tiles"]:
     raise ValueError(
         f"config input.cells is the demo's ({DEMO_INPUT['cells']}) but input.tiles is not "

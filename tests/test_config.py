@@ -6,7 +6,7 @@ import re
 import pytest
 import yaml
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
+from snakemake.utils import update_config, validate
 
 from conftest import REPO
 
@@ -17,15 +17,19 @@ def _load(name):
     return yaml.safe_load((REPO / "config" / name).read_text())
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml", "paper.yaml"])
 def test_shipped_configs_validate(name):
     validate(_load(name), SCHEMA)
 
 
-def test_defaults_fill_an_empty_config_like_the_demo():
+def test_defaults_fill_an_empty_config_like_config_yaml_and_the_demo_adds_its_own():
     empty = {}
     validate(empty, SCHEMA)
+    neutral = _load("config.yaml")
+    validate(neutral, SCHEMA)
+    assert empty == neutral
     demo = _load("config.yaml")
+    update_config(demo, _load("demo.yaml"))
     validate(demo, SCHEMA)
     # the demo differs from the defaults only where a default must suit real screens
     assert demo["preprocess"]["flatfield"].pop("offset") == 100  # the simulated camera's offset
