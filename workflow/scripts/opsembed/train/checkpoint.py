@@ -1,7 +1,9 @@
 """Atomic training checkpoints that load with ``torch.load(weights_only=True)``.
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts (no pickled
-objects), so loading it cannot run code. RNG states are stored as uint8 tensors.
+objects), so loading it cannot run code. RNG states are stored as uint8 tensors. A
+checkpoint that cannot be loaded, or lacks what resuming needs, is an InputError naming
+it and saying to delete it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from pathlib import Path
 import torch
 
 from ..io.atomic import atomic_path
+from ..io.errors import InputError
+from ..io.torchfile import load_torch_file
 
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
@@ -20,11 +24,45 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
         torch.save(state, tmp)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict | None:
-    """The dict saved at ``path`` (tensors on ``map_location``), or None when there is none."""
-    if not Path(path).exists():
+def load_checkpoint(path: str | os.PathLike, map_location="cpu", required=()) -> dict | None:
+    """The dict saved at ``path`` (tensors on ``map_location``), or None when there is none.
+
+    Raises InputError naming ``path`` and saying to delete it when it cannot be loaded,
+    lacks a key of ``required``, or holds a NaN/inf tensor.
+    """
+    path = Path(path)
+    remedy = f"Delete it (or the folder {path.parent}) and rerun to train from scratch"
+    state = load_torch_file(path, map_location, remedy)
+    if state is None:
         return None
-    return torch.load(path, map_location=map_location, weights_only=True)
+    missing = [k for k in required if k not in state]
+    if missing:
+        raise InputError(f"{path}: not a training checkpoint (missing {', '.join(missing)}). {remedy}.")
+    bad = nonfinite_summary(state)
+    if bad:
+        raise InputError(f"{path}: holds NaN or infinite values ({bad}), so training cannot "
+                         f"resume from it. {remedy}.")
+    return state
+
+
+def nonfinite_tensors(obj, prefix: str = "") -> list[str]:
+    """Dotted names of the floating-point tensors in ``obj`` (nested dicts, lists, tuples)
+    that hold a NaN or infinity; [] when all are finite. Draws no random numbers."""
+    if isinstance(obj, torch.Tensor):
+        return [prefix] if obj.is_floating_point() and not bool(torch.isfinite(obj).all()) else []
+    if isinstance(obj, dict):
+        items = obj.items()
+    elif isinstance(obj, (list, tuple)):
+        items = enumerate(obj)
+    else:
+        return []
+    return [name for k, v in items for name in nonfinite_tensors(v, f"{prefix}.{k}" if prefix else str(k))]
+
+
+def nonfinite_summary(obj, shown: int = 3) -> str:
+    """The first ``shown`` names of ``nonfinite_tensors(obj)`` and how many more; "" when all are finite."""
+    names = nonfinite_tensors(obj)
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def rng_state() -> dict:

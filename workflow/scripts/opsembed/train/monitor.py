@@ -57,14 +57,14 @@ class Monitor:
         self.bar.update(1)
 
     def check_finite(self, context: str) -> None:
-        """Raise NonFiniteLossError naming the loss and step when any loss was NaN/inf."""
+        """Raise NonFiniteLossError naming the loss and step when any loss was NaN/inf;
+        ``context`` (what was kept and how to go on) ends its message."""
         first = self.first_bad.cpu().numpy()
         if (first >= 0).any():
             i = int(np.argmax(first >= 0))
             raise NonFiniteLossError(
                 f"loss {self.names[i]!r} became NaN or infinite at step {int(first[i]) + 1}. "
-                f"Training stopped; {context}. Lower the learning rate, or disable bf16, and rerun: "
-                "training resumes from the last good checkpoint.")
+                f"Training stopped; {context}.")
 
     def flush(self, step_done: int) -> None:
         """Close the window: append its means as the row for ``step_done`` completed steps."""
