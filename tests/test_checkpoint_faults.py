@@ -67,6 +67,8 @@ def test_nan_update_is_not_checkpointed(tmp_path, cells_h5, one_thread):
     kept = torch.load(tmp_path / "ckpt" / "last.pt", weights_only=True)
     assert kept["step"] == 2 and nonfinite_tensors(kept) == []                 # last good kept
     assert not (tmp_path / "model.pt").exists()
+    with pytest.raises(InputError, match=rf"lr differ.*delete the checkpoint folder {tmp_path / 'ckpt'} "):
+        _train(tmp_path, cells_h5, iterations=8, checkpoint_every=2, log_every=2, lr=1e-5)
 
 
 class _NaNExport(GrapeTrainer):
@@ -92,7 +94,8 @@ def test_nan_checkpoint_from_before_is_refused_on_resume(tmp_path, cells_h5, one
     name = next(k for k in state["nets"] if k.startswith("generator."))
     state["nets"][name].fill_(float("nan"))
     torch.save(state, ckpt)
-    with pytest.raises(InputError, match=rf"last\.pt: holds NaN or infinite values \(nets\.{name}\).*Delete it"):
+    bad = rf"last\.pt: holds NaN or infinite values \(nets\.{name}\).*Delete it"
+    with pytest.raises(InputError, match=bad):
         _train(tmp_path, cells_h5, iterations=4, checkpoint_every=2)
 
 
@@ -105,7 +108,7 @@ def test_iterations_below_checkpoint_step_is_refused(tmp_path, cells_h5, one_thr
         _train(tmp_path, cells_h5, iterations=2, checkpoint_every=2)
     message = str(err.value)
     assert str(tmp_path / "ckpt" / "last.pt") in message and "step 4" in message
-    assert "iterations" in message and "2" in message and "delete" in message.lower()
+    assert "grape's `iterations`" in message and "2 steps" in message and "delete" in message.lower()
     assert (tmp_path / "model.pt").read_bytes() == before                      # nothing rewritten
 
 

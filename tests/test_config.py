@@ -112,3 +112,122 @@ def test_library_defaults_match_the_schema(keys, module, name):
     assert {k: cfg[k] for k in defaults} == defaults
     if keys != ("ood",):  # the ood block also holds the trainers' blocks and the rule fan-out
         assert set(cfg) - {"enabled"} == set(defaults) - {"enabled"}
+
+
+# ---- cross-key rules (opsembed.io.config_rules), checked at start-up and by load_config ----
+
+def _write(tmp_path, text):
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text, keys", [
+    ("preprocess: {rescale: {low: 99.9, high: 0.1}}", ["preprocess.rescale.low", "preprocess.rescale.high"]),
+    ("preprocess: {rescale: {low: 50, high: 50}}", ["preprocess.rescale.low", "preprocess.rescale.high"]),
+    ("evaluation: {kmeans: {k_min: 12, k_max: 8}}", ["evaluation.kmeans.k_min", "evaluation.kmeans.k_max"]),
+    ("evaluation: {ground_truth: {min_genes: 6, max_genes: 4}}",
+     ["evaluation.ground_truth.min_genes", "evaluation.ground_truth.max_genes"]),
+    ("methods: {grape: {attention: true, attention_heads: 3}}",
+     ["methods.grape.attention_heads", "methods.grape.embed_dim"]),
+    ("ood: {ist: {pretrain_iterations: 250, iterations: 250}}",
+     ["ood.ist.pretrain_iterations", "ood.ist.iterations"]),
+    ("ood: {ist: {image_size: 48}}", ["ood.ist.image_size", "ood.predictor.image_size"]),
+    ("ood: {batch_level: wells}", ["ood.batch_level", "ood.levels"]),
+])
+def test_cross_key_rules_fail_at_load_naming_the_keys(tmp_path, text, keys):
+    from opsembed.io.config import load_config
+    from opsembed.io.errors import InputError
+
+    path = _write(tmp_path, text)
+    with pytest.raises(InputError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert str(path) in message
+    for key in keys:
+        assert key in message, message
+
+
+def test_cross_key_rules_report_every_problem_at_once(tmp_path):
+    from opsembed.io.config import load_config
+    from opsembed.io.errors import InputError
+
+    path = _write(tmp_path, "preprocess: {rescale: {low: 60, high: 40}}\nevaluation: {kmeans: {k_min: 9, k_max: 3}}\n")
+    with pytest.raises(InputError, match=r"(?s)rescale\.low \(60\).*kmeans\.k_min \(9\)"):
+        load_config(path)
+
+
+def test_cross_key_rules_pass_when_they_hold_or_do_not_apply(tmp_path):
+    from opsembed.io.config import load_config
+
+    # equal bounds of a range that may be one value; attention off; IST not a predictor
+    load_config(_write(tmp_path, "evaluation: {kmeans: {k_min: 5, k_max: 5}, ground_truth: {min_genes: 4, max_genes: 4}}\n"
+                                 "methods: {grape: {attention_heads: 3}}\n"
+                                 "ood: {predictors: [naive], ist: {image_size: 48}}\n"))
+    for name in ("config.yaml", "demo.yaml", "paper.yaml"):
+        load_config(REPO / "config" / name)
+
+
+def test_rescale_low_above_high_stops_the_workflow_at_start_up(tmp_path):
+    """Case 9: before, the run went ahead and failed later as "channel is constant"."""
+    from test_workflow import REPO as _, _run  # noqa: F401
+
+    path = _write(tmp_path, "preprocess:\n  rescale:\n    low: 99.9\n    high: 0.1\n")
+    proc = _run(["-n", "--directory", str(tmp_path), "--snakefile", str(REPO / "Snakefile"),
+                 "--configfile", str(path)], check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "preprocess.rescale.low (99.9) must be below preprocess.rescale.high (0.1)" in out, out[-3000:]
+    assert "Building DAG" not in out or "simulate_demo" not in out
+
+
+# ---- numbers written as text: PyYAML reads 1e-4 (no dot) as a string ----
+
+NUMBERS_AS_TEXT = """\
+methods:
+  grape:
+    lr: 1e-4
+    iterations: 5e3
+    betas: [0e0, 99e-2]
+  random:
+    dim: '64'
+preprocess:
+  flatfield:
+    offset: 1E2
+evaluation:
+  recall:
+    percentile: +2.5e0
+input:
+  columns: {nuc_y: y}
+controls: 1e3
+"""
+
+
+def test_numbers_written_as_text_are_numbers_where_the_schema_wants_one(tmp_path):
+    """Case 11: before, `lr: 1e-4` was rejected as "'1e-4' is not of type 'number'"."""
+    from opsembed.io.config import load_config
+    from test_config_defaults import workflow_config
+
+    path = _write(tmp_path, NUMBERS_AS_TEXT)
+    assert yaml.safe_load(path.read_text())["methods"]["grape"]["lr"] == "1e-4"  # the PyYAML behaviour
+    for cfg in (load_config(path), workflow_config(tmp_path, path)):
+        grape = cfg["methods"]["grape"]
+        assert grape["lr"] == 1e-4 and isinstance(grape["lr"], float)
+        assert grape["iterations"] == 5000 and type(grape["iterations"]) is int
+        assert grape["betas"] == [0.0, 0.99]
+        assert cfg["methods"]["random"]["dim"] == 64 and type(cfg["methods"]["random"]["dim"]) is int
+        assert cfg["preprocess"]["flatfield"]["offset"] == 100.0
+        assert cfg["evaluation"]["recall"]["percentile"] == 2.5
+        assert cfg["controls"] == "1e3"  # a string key keeps its text
+
+
+@pytest.mark.parametrize("text, match", [
+    ("methods: {grape: {iterations: 25e-1}}", r"methods/grape/iterations: '25e-1' is not of type 'integer'"),
+    ("methods: {grape: {lr: 1e-4x}}", r"methods/grape/lr: '1e-4x' is not of type 'number'"),
+])
+def test_text_that_is_not_the_wanted_number_is_still_rejected(tmp_path, text, match):
+    from opsembed.io.config import load_config
+    from opsembed.io.errors import InputError
+
+    with pytest.raises(InputError, match=match):
+        load_config(_write(tmp_path, text))

@@ -38,7 +38,8 @@ def load_torch_file(path: str | os.PathLike, map_location="cpu", remedy: str = M
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, KeyError, ... here
         raise InputError(f"{path}: cannot be loaded: {_reason(e)}. {remedy}.") from None
     if not isinstance(obj, dict):
-        raise InputError(f"{path}: holds a {type(obj).__name__}, not the dict an opsembed file holds. {remedy}.")
+        raise InputError(f"{path}: holds a {type(obj).__name__}, not the dict an opsembed file holds. "
+                         f"{remedy}.")
     return obj
 
 

@@ -121,7 +121,7 @@ def run_training(trainer: Trainer, checkpoint_dir: str | os.PathLike, model_path
     monitor_state = None
     if state is not None:
         _check_fingerprint(state["fingerprint"], trainer.fingerprint(), ckpt_path)
-        _check_step(int(state["step"]), total, ckpt_path)
+        _check_step(int(state["step"]), total, ckpt_path, trainer.name)
         trainer.nets.load_state_dict(state["nets"])
         for name, opt in trainer.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
@@ -196,11 +196,11 @@ def _check_weights(state: dict, what: str, context: str) -> None:
                                  f"were finite, so it was not saved. Training stopped; {context}.")
 
 
-def _check_step(step: int, total: int, path: Path) -> None:
+def _check_step(step: int, total: int, path: Path, name: str) -> None:
     if step > total:
         raise InputError(f"{path}: this checkpoint is at step {step}, beyond the {total} steps that "
-                         f"`iterations` asks for. Set `iterations` to {step} or more to resume from it "
-                         "(or to rewrite its outputs), or delete the checkpoint folder "
+                         f"{name}'s `iterations` asks for. Set `iterations` to {step} or more to resume "
+                         "from it (or to rewrite its outputs), or delete the checkpoint folder "
                          f"{path.parent} to train {total} steps from scratch.")
 
 
@@ -211,5 +211,5 @@ def _check_fingerprint(saved: dict, current: dict, path: Path) -> None:
                    if saved["cfg"].get(k) != current["cfg"].get(k))
     other = [k for k in sorted(set(saved) | set(current)) if k != "cfg" and saved.get(k) != current.get(k)]
     raise InputError(f"{path}: this checkpoint was made with other settings ({', '.join(other + diffs)} "
-                     "differ). Restore those settings to resume, or delete the checkpoint folder to "
-                     "train from scratch.")
+                     f"differ). Restore those settings to resume, or delete the checkpoint folder "
+                     f"{path.parent} to train from scratch with the new ones.")
