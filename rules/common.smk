@@ -7,6 +7,7 @@ from pathlib import Path
 from snakemake.utils import min_version
 
 from opsembed.io.config import DEMO_DIR, DEMO_INPUT, is_demo, validate_config
+from opsembed.io.errors import InputError
 
 min_version("8.20")
 
@@ -19,7 +20,7 @@ validate_config(config)
 
 IS_DEMO = is_demo(config)
 if IS_DEMO and config["input"]["tiles"] != DEMO_INPUT["tiles"]:
-    raise ValueError(
+    raise InputError(
         f"config input.cells is the demo's ({DEMO_INPUT['cells']}) but input.tiles is not "
         f"({config['input']['tiles']!r}). Point both at your own screen, or neither."
     )

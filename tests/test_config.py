@@ -170,7 +170,7 @@ def test_cross_key_rules_pass_when_they_hold_or_do_not_apply(tmp_path):
 
 def test_rescale_low_above_high_stops_the_workflow_at_start_up(tmp_path):
     """Case 9: before, the run went ahead and failed later as "channel is constant"."""
-    from test_workflow import REPO as _, _run  # noqa: F401
+    from test_workflow import _run
 
     path = _write(tmp_path, "preprocess:\n  rescale:\n    low: 99.9\n    high: 0.1\n")
     proc = _run(["-n", "--directory", str(tmp_path), "--snakefile", str(REPO / "Snakefile"),
@@ -231,3 +231,14 @@ def test_text_that_is_not_the_wanted_number_is_still_rejected(tmp_path, text, ma
 
     with pytest.raises(InputError, match=match):
         load_config(_write(tmp_path, text))
+
+
+def test_demo_cells_with_other_tiles_is_an_input_error(tmp_path):
+    from test_workflow import _run
+
+    path = _write(tmp_path, "input:\n  tiles: /data/{plate}/{well}/{tile}.tif\n")
+    proc = _run(["-n", "--directory", str(tmp_path), "--snakefile", str(REPO / "Snakefile"),
+                 "--configfile", str(path)], check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "InputError" in out and "Point both at your own screen, or neither" in out, out[-2000:]
