@@ -67,6 +67,7 @@ def cell_groups(columns, optional=()):
 
         table = screen_layout(config["simulate"])
     else:
+        from opsembed.io.cells import check_path_names
         from opsembed.io.errors import InputError
         from opsembed.io.tables import read_table, table_columns
 
@@ -78,7 +79,8 @@ def cell_groups(columns, optional=()):
         if missing:
             raise InputError(f"{path}: missing column(s) {missing}; map other spellings with input.columns.")
         read = [source.get(c, c) for c in list(columns) + list(optional) if source.get(c, c) in present]
-        table = read_table(path, columns=read).rename(columns=rename)
+        table = read_table(path, columns=read, text=read).rename(columns=rename)  # ids: as written
+        check_path_names(table, path)  # they name files: caught here, before any path is built
     keep = list(columns) + [c for c in optional if c in table.columns and c not in columns]
     return table[keep].astype(str).drop_duplicates().reset_index(drop=True)
 

@@ -17,6 +17,9 @@ rule validate_inputs:
         batch_key=config["batch_key"],
         tiles=tiles_pattern,
         crop_size=config["preprocess"]["crop"]["size"],
+        # further id columns read as text: those of the OOD levels (e.g. series)
+        text_columns=sorted({c for level in config["ood"]["levels"] for c in level["columns"]}),
+        ground_truth=config["evaluation"]["ground_truth"],
     log:
         "results/logs/validate_inputs.log",
     benchmark:

@@ -60,8 +60,12 @@ def test_valid_screen_gets_batch_column(screen):
 
 
 def test_batch_key_may_be_another_column(screen):
-    cells = _validate(screen, batch_key="tile")
-    assert set(cells["batch"]) == {"t0", "t1"}
+    cells = _validate(screen, batch_key="tile")  # a tile is named within its plate and well
+    assert set(cells["batch"]) == {"P1/A01/t0", "P1/A01/t1", "P2/A01/t0", "P2/A01/t1"}
+    df = pd.read_csv(screen / "cells.csv")
+    df["imaging"] = "01"  # the user's own id: read as written, one batch across both plates
+    df.to_csv(screen / "cells.csv", index=False)
+    assert set(_validate(screen, batch_key="imaging")["batch"]) == {"01"}
 
 
 def test_unknown_batch_key_names_key_and_columns(screen):

@@ -1,4 +1,5 @@
 """Check the cell table, tiles and ground truth before any long work (rule validate_inputs)."""
+from opsembed.evaluate.curate import curate_ground_truth
 from opsembed.io.logs import script_logging
 from opsembed.preprocess.validate import run_validate_inputs
 
@@ -13,4 +14,9 @@ with script_logging(snakemake.log[0]):  # noqa: F821  (snakemake is injected)
         batch_key=snakemake.params.batch_key,  # noqa: F821
         tiles_pattern=snakemake.params.tiles,  # noqa: F821
         crop_size=int(snakemake.params.crop_size),  # noqa: F821
+        text_columns=list(snakemake.params.text_columns),  # noqa: F821
+        # the ground truth must leave >= 2 usable complexes: curation itself, run now
+        check_genes=lambda genes: curate_ground_truth(
+            snakemake.input.ground_truth, genes, snakemake.params.controls,  # noqa: F821
+            snakemake.params.ground_truth),  # noqa: F821
     )

@@ -17,7 +17,8 @@ from .io.errors import InputError
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code.
 
-    Exit codes: 0 success, 2 bad input (the message is printed to stderr).
+    Exit codes: 0 success, 2 bad input or an unreadable/unwritable file (a one-line
+    message is printed to stderr, no traceback).
     """
     parser = _parser()
     args = parser.parse_args(argv)
@@ -25,8 +26,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except InputError as exc:
-        print(f"opsembed {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        message = str(exc)
+    except UnicodeDecodeError as exc:
+        message = f"a file is not UTF-8 text ({exc}). Save it as UTF-8."
+    except OSError as exc:
+        message = f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc)
+    print(f"opsembed {args.command}: error: {message}", file=sys.stderr)
+    return 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,20 +60,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate.benchmark import evaluate_embeddings
-    from .evaluate.curate import curate_complexes
+    from .evaluate.curate import curate_ground_truth
     from .io.config import load_config
     from .io.embeddings import read_embeddings
-    from .io.ground_truth import read_complexes
     from .io.tables import write_table
 
     cfg = load_config(args.config)
     controls = args.controls if args.controls is not None else cfg["controls"]
     evaluation = cfg["evaluation"]
     embeddings = read_embeddings(args.embeddings)
-    gt = evaluation["ground_truth"]
-    curated, log = curate_complexes(read_complexes(args.ground_truth), embeddings.index,
-                                    controls, gt["min_genes"], gt["max_genes"],
-                                    gt["max_complexes"], gt["seed"])
+    curated, log = curate_ground_truth(args.ground_truth, embeddings.index, controls,
+                                       evaluation["ground_truth"])
     write_table(curated, args.out / "ground_truth.tsv")
     write_table(log, args.out / "ground_truth_log.tsv")
     method = args.method or args.embeddings.stem

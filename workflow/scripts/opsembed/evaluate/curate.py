@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..io.errors import InputError
+from ..io.ground_truth import read_complexes
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ def curate_complexes(
     max_genes: int = 10,
     max_complexes: int | None = None,
     seed: int = 0,
+    source: str = "ground truth",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Curate a long ``(complex, gene)`` table against the screened genes.
 
@@ -50,7 +52,8 @@ def curate_complexes(
     per kept gene (each gene once), sorted by complex then gene; ``log`` has columns
     ``complex, gene, reason, detail``, one row per dropped input row (see the module
     docstring for the rules and reasons). Raises InputError, with the counts after each
-    step, when fewer than 2 complexes remain, or when ``min_genes > max_genes``.
+    step, when fewer than 2 complexes remain (naming ``source``, e.g. the file), or when
+    ``min_genes > max_genes``.
     """
     if min_genes > max_genes:
         raise InputError(f"evaluation.ground_truth: min_genes ({min_genes}) is larger than "
@@ -98,7 +101,7 @@ def curate_complexes(
               f"screened gene, {len(big)} with >= min_genes={min_genes} screened genes, "
               f"{len(accepted)} left after removing overlaps, {len(curated)} kept")
     if len(curated) < 2:
-        raise InputError(f"ground truth: fewer than 2 usable complexes ({counts}). Check that the "
+        raise InputError(f"{source}: fewer than 2 usable complexes ({counts}). Check that the "
                          "ground truth's gene symbols match the screen's, or lower "
                          "evaluation.ground_truth.min_genes.")
     logger.info("curated ground truth: %s; %d genes", counts, sum(map(len, curated.values())))
@@ -107,6 +110,19 @@ def curate_complexes(
                        columns=["gene", "complex"])
     log_df = pd.DataFrame(log, columns=LOG_COLUMNS)
     return out, log_df
+
+
+def curate_ground_truth(path, screened_genes: Iterable[str], controls: str | None,
+                        cfg: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``curate_complexes`` of the complex file at ``path`` with ``cfg`` (the config's
+    ``evaluation.ground_truth``: min_genes, max_genes, max_complexes, seed). Used by the
+    validate_inputs job (on the cell table's genes, before any long work), by
+    curate_ground_truth (on the genes left in cells.h5) and by ``opsembed evaluate``.
+    Raises InputError naming ``path`` with the counts when fewer than 2 complexes remain.
+    """
+    return curate_complexes(read_complexes(path), screened_genes, controls, cfg["min_genes"],
+                            cfg["max_genes"], cfg["max_complexes"], cfg["seed"],
+                            source=str(path))
 
 
 def _non_overlapping(big: dict[str, set[str]], min_genes: int,

@@ -11,7 +11,10 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
-from .tables import write_table
+from .tables import read_delimited, write_table
+
+EXPECTED = "an embedding TSV (UTF-8 text: column 'gene', then one numeric column per dimension)"
+"""What an embedding file is, for error messages."""
 
 
 def write_embeddings(path: str | os.PathLike, genes, values: np.ndarray) -> None:
@@ -29,17 +32,21 @@ def write_embeddings(path: str | os.PathLike, genes, values: np.ndarray) -> None
 def read_embeddings(path: str | os.PathLike) -> pd.DataFrame:
     """Read an embedding TSV, indexed by gene, float64 values.
 
-    Raises InputError naming the file when the first column is not ``gene``, a value is
-    non-numeric or NaN/inf, or a gene appears twice.
+    Gene names are read as text exactly as written. Raises InputError naming the file
+    when it is missing, binary or not UTF-8, the first column is not ``gene``, a gene is
+    empty, a value is non-numeric or NaN/inf, or a gene appears twice.
     """
     if not os.path.exists(path):
         raise InputError(f"{path}: embedding file not found.")
-    df = pd.read_csv(path, sep="\t")
-    if df.columns[0] != "gene":
-        raise InputError(f"{path}: first column must be 'gene', found {df.columns[0]!r}.")
+    df = read_delimited(path, "\t", None, ["gene"], EXPECTED)
+    if len(df.columns) == 0 or df.columns[0] != "gene":
+        found = df.columns[0] if len(df.columns) else None
+        raise InputError(f"{path}: first column must be 'gene', found {found!r}; expected {EXPECTED}.")
     if df.shape[1] < 2:
         raise InputError(f"{path}: no embedding dimensions after the 'gene' column.")
-    df["gene"] = df["gene"].astype(str)
+    empty = df["gene"].isna()
+    if empty.any():
+        raise InputError(f"{path}: row {int(empty.to_numpy().argmax()) + 1} has an empty gene.")
     check_embeddings(df, path)
     return df.set_index("gene").astype(np.float64)
 

@@ -1,4 +1,17 @@
-"""Protein-complex ground truth in either supported layout."""
+"""Protein-complex ground truth in either supported layout.
+
+A UTF-8 text file of ``name<TAB>value`` lines; blank lines and lines starting with ``#``
+are skipped. The layout is decided once per file, in this order:
+
+1. A header line decides: ``complex<TAB>gene`` (or ``name<TAB>gene``) is the **long**
+   form, ``name<TAB>genes`` (or ``complex<TAB>genes``) the **wide** form.
+2. Without a header, the file is long when some complex name appears on more than one
+   line, wide otherwise.
+
+Long form: one gene per line, the value taken whole (a symbol may contain spaces).
+Wide form (EFAAR ``CORUM_clusters.tsv``): one complex per line, its genes separated by
+spaces, so a wide-form symbol cannot contain a space.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +20,58 @@ import os
 import pandas as pd
 
 from .errors import InputError
+from .tables import check_text_file, text_read_errors
+
+EXPECTED = ("a complex TSV (UTF-8 text: 'name<TAB>genes separated by spaces' or "
+            "'complex<TAB>gene', one gene per line)")
+"""What a ground-truth file is, for error messages."""
+
+LONG, WIDE = "long", "wide"
+_HEADERS = {("complex", "gene"): LONG, ("name", "gene"): LONG,
+            ("name", "genes"): WIDE, ("complex", "genes"): WIDE}
 
 
 def read_complexes(path: str | os.PathLike) -> pd.DataFrame:
     """Read a complex TSV as a long frame with string columns ``complex, gene``.
 
-    Two layouts are accepted, with or without a header line:
-    - ``name<TAB>gene symbols separated by spaces`` (EFAAR ``CORUM_clusters.tsv``);
-    - long form ``complex<TAB>gene``, one gene per line.
-    Duplicate (complex, gene) pairs are dropped. Raises InputError naming the file and line.
+    The layout (long or wide) is detected as the module docstring says. Duplicate
+    (complex, gene) pairs are dropped. Raises InputError naming the file (and line) when
+    it is missing, binary or not UTF-8, a line has other than two tab-separated fields
+    or an empty name or gene, or no complex is found.
     """
     if not os.path.exists(path):
         raise InputError(f"{path}: ground-truth file not found. Check input.ground_truth.")
+    lines = _read_lines(path)
+    layout = ground_truth_layout(path, lines)
+    if lines and (lines[0][1].lower(), lines[0][2].strip().lower()) in _HEADERS:
+        lines = lines[1:]
     rows = []
-    with open(path) as handle:
+    for lineno, name, value in lines:
+        genes = [value.strip()] if layout == LONG else value.split()
+        if not name or not genes or not genes[0]:
+            raise InputError(f"{path}: line {lineno} has an empty complex name or gene.")
+        rows.extend((name, g) for g in genes)
+    if not rows:
+        raise InputError(f"{path}: no complexes found; expected {EXPECTED}.")
+    return pd.DataFrame(rows, columns=["complex", "gene"]).drop_duplicates(ignore_index=True)
+
+
+def ground_truth_layout(path, lines: list[tuple[int, str, str]]) -> str:
+    """LONG or WIDE for the ``(line number, name, value)`` lines of ``path`` (module docstring)."""
+    if lines:
+        _, name, value = lines[0]
+        header = _HEADERS.get((name.lower(), value.strip().lower()))
+        if header:
+            return header
+    names = [name for _, name, _ in lines]
+    return LONG if len(set(names)) < len(names) else WIDE
+
+
+def _read_lines(path) -> list[tuple[int, str, str]]:
+    """(line number, stripped name, value) of every non-blank, non-comment line."""
+    check_text_file(path, EXPECTED)
+    out = []
+    with text_read_errors(path, EXPECTED), open(path, encoding="utf-8-sig") as handle:
         for lineno, line in enumerate(handle, start=1):
             line = line.rstrip("\n\r")
             if not line.strip() or line.startswith("#"):
@@ -29,12 +80,5 @@ def read_complexes(path: str | os.PathLike) -> pd.DataFrame:
             if len(parts) != 2:
                 raise InputError(f"{path}: line {lineno} has {len(parts)} tab-separated fields; "
                                  "expected `complex<TAB>genes`.")
-            name, genes = parts[0].strip(), parts[1].split()
-            if lineno == 1 and name.lower() in ("complex", "name") and genes in (["gene"], ["genes"]):
-                continue  # header line
-            if not name or not genes:
-                raise InputError(f"{path}: line {lineno} has an empty complex name or gene list.")
-            rows.extend((name, g) for g in genes)
-    if not rows:
-        raise InputError(f"{path}: no complexes found.")
-    return pd.DataFrame(rows, columns=["complex", "gene"]).drop_duplicates(ignore_index=True)
+            out.append((lineno, parts[0].strip(), parts[1]))
+    return out

@@ -1,26 +1,75 @@
-"""Reading and writing tables by file extension (.csv, .tsv, .parquet)."""
+"""Reading and writing tables by file extension (.csv, .tsv, .parquet).
+
+Id and label columns are text: every column named in ``TEXT_COLUMNS`` (or passed as
+``text``) is read exactly as written, so a tile ``000`` stays ``"000"`` and a gene ``NA``
+stays ``"NA"``; only an empty field is missing. Other columns are parsed by pandas
+(numbers become numbers). A file that is binary, not UTF-8, or not a table of its type
+gives an InputError naming the file and what was expected.
+"""
 
 from __future__ import annotations
 
+import codecs
+import contextlib
+import gzip
 import os
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import pandas as pd
+from pandas._libs.parsers import STR_NA_VALUES
 
 from .atomic import atomic_path
 from .errors import InputError
 
+TEXT_COLUMNS = ("plate", "well", "tile", "cell_id", "sgRNA", "gene", "batch", "series",
+                "complex", "channel", "method", "fold", "oe")
+"""Id and label columns, read as text in every table (cell tables and the pipeline's own)."""
 
-def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
+
+def read_table(path: str | os.PathLike, columns: list[str] | None = None,
+               text: Iterable[str] = ()) -> pd.DataFrame:
     """Read a CSV, TSV or Parquet file, chosen by its extension (``.gz`` allowed).
 
-    ``columns`` restricts the columns read (all when None).
-    Raises InputError naming the file when it is missing or of an unknown type.
+    ``columns`` restricts the columns read (all when None). Columns in ``TEXT_COLUMNS``
+    or ``text`` come back as str exactly as written (NaN only where a field is empty).
+    Raises InputError naming the file when it is missing, of an unknown type, binary,
+    not UTF-8, not parseable, or lacks a column of ``columns``.
     """
     path, kind = _table_kind(path)
+    text = set(TEXT_COLUMNS) | set(text)
     if kind == ".parquet":
-        return pd.read_parquet(path, columns=columns)
-    return pd.read_csv(path, sep=_SEPARATORS[kind], usecols=columns, low_memory=False)
+        return _read_parquet(path, columns, text)
+    return read_delimited(path, _SEPARATORS[kind], columns, text, _EXPECTED[kind])
+
+
+def read_delimited(path: str | os.PathLike, sep: str, columns: list[str] | None,
+                   text: Iterable[str], expected: str) -> pd.DataFrame:
+    """Read a delimited UTF-8 text table (``.gz`` allowed) with a header line.
+
+    ``text`` columns are str exactly as written (see the module docstring); ``expected``
+    describes the file in error messages ("a tab-separated table ..."). Raises InputError
+    naming the file for a binary, non-UTF-8, empty or unparseable file, or a column of
+    ``columns`` that the header lacks.
+    """
+    header = delimited_columns(path, sep, expected)
+    if columns is not None:
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise InputError(f"{path}: missing column(s) {missing}; its columns are {header}.")
+    text = set(text)
+    dtype = {c: str for c in header if c in text}
+    na_values = {c: [""] if c in text else list(STR_NA_VALUES) for c in header}
+    with _parse_errors(path, expected):
+        return pd.read_csv(path, sep=sep, usecols=columns, dtype=dtype, keep_default_na=False,
+                           na_values=na_values, encoding="utf-8-sig", low_memory=False)
+
+
+def delimited_columns(path: str | os.PathLike, sep: str, expected: str) -> list[str]:
+    """The header of a delimited UTF-8 text table, after checking that the file is text."""
+    check_text_file(path, expected)
+    with _parse_errors(path, expected):
+        return list(pd.read_csv(path, sep=sep, nrows=0, encoding="utf-8-sig").columns)
 
 
 def table_columns(path: str | os.PathLike) -> list[str]:
@@ -29,11 +78,46 @@ def table_columns(path: str | os.PathLike) -> list[str]:
     if kind == ".parquet":
         import pyarrow.parquet as pq
 
-        return list(pq.read_schema(path).names)
-    return list(pd.read_csv(path, sep=_SEPARATORS[kind], nrows=0).columns)
+        with _parse_errors(path, _EXPECTED[kind]):
+            return list(pq.read_schema(path).names)
+    return delimited_columns(path, _SEPARATORS[kind], _EXPECTED[kind])
+
+
+def check_text_file(path: str | os.PathLike, expected: str, n_bytes: int = 1 << 16) -> None:
+    """InputError naming ``path`` and ``expected`` when its first ``n_bytes`` (decompressed
+    for ``.gz``) are binary (a NUL byte) or not UTF-8; missing files are InputErrors too."""
+    if not os.path.exists(path):
+        raise InputError(f"{path}: file not found; expected {expected}. Check the path in your config.")
+    try:
+        opener = gzip.open if str(path).lower().endswith(".gz") else open
+        with opener(path, "rb") as handle:
+            head = handle.read(n_bytes)
+    except (OSError, EOFError) as exc:
+        raise InputError(f"{path}: cannot be read ({_first_line(exc)}); expected {expected}.") from None
+    if b"\x00" in head:
+        raise InputError(f"{path}: binary data (NUL bytes), not text; expected {expected}.")
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte 0x{head[exc.start]:02x} at offset "
+                         f"{exc.start}); expected {expected}. Save it as UTF-8.") from None
+
+
+@contextlib.contextmanager
+def text_read_errors(path, expected: str) -> Iterator[None]:
+    """Turn a decoding error while reading ``path`` as UTF-8 into a one-line InputError."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({_first_line(exc)}); expected {expected}. "
+                         "Save it as UTF-8.") from None
 
 
 _SEPARATORS = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
+_EXPECTED = {".csv": "a comma-separated UTF-8 text table with a header line",
+             ".tsv": "a tab-separated UTF-8 text table with a header line",
+             ".txt": "a tab-separated UTF-8 text table with a header line",
+             ".parquet": "a Parquet file"}
 
 
 def _table_kind(path) -> tuple[Path, str]:
@@ -46,6 +130,43 @@ def _table_kind(path) -> tuple[Path, str]:
     if kind != ".parquet" and kind not in _SEPARATORS:
         raise InputError(f"{path}: unknown table type {kind!r}; use .csv, .tsv or .parquet.")
     return path, kind
+
+
+def _read_parquet(path: Path, columns: list[str] | None, text: set[str]) -> pd.DataFrame:
+    """Parquet through pyarrow; ``text`` columns cast to strings (nulls stay missing)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with _parse_errors(path, _EXPECTED[".parquet"]):
+        names = pq.read_schema(path).names
+        if columns is not None:
+            missing = [c for c in columns if c not in names]
+            if missing:
+                raise InputError(f"{path}: missing column(s) {missing}; its columns are {names}.")
+        table = pq.read_table(path, columns=columns)
+        for i, field in enumerate(table.schema):
+            if field.name in text and not pa.types.is_string(field.type):
+                table = table.set_column(i, field.name, table.column(i).cast(pa.string()))
+        return table.to_pandas()
+
+
+@contextlib.contextmanager
+def _parse_errors(path, expected: str) -> Iterator[None]:
+    """One-line InputErrors for the ways a table file can fail to parse."""
+    import pyarrow as pa
+
+    try:
+        with text_read_errors(path, expected):
+            yield
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: the file is empty; expected {expected}.") from None
+    except (pd.errors.ParserError, pa.ArrowException, gzip.BadGzipFile, EOFError) as exc:
+        raise InputError(f"{path}: not readable as {expected} ({_first_line(exc)}).") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:

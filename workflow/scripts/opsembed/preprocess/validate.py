@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -15,6 +17,7 @@ from ..io.ground_truth import read_complexes
 from ..io.tables import write_table
 from ..io.tiles import tile_path, tile_shape
 from .crops import centre_index
+from .zscore import batch_labels
 
 log = logging.getLogger(__name__)
 
@@ -31,22 +34,26 @@ def validate_inputs(
     batch_key: str,
     tiles_pattern: str,
     crop_size: int,
+    text_columns: list[str] = (),
 ) -> pd.DataFrame:
     """Check the cell table, the tiles and the ground truth; return the cell table.
 
-    Returns ``read_cells(cells_path, columns)`` plus a str ``batch`` column (the
-    ``batch_key`` column as str). Raises InputError, naming the file and row, for:
-    an unknown ``batch_key``; a batch without ``controls`` cells; a missing or unreadable
+    Returns ``read_cells(cells_path, columns, text)`` plus a str ``batch`` column
+    (``zscore.batch_labels``: a well is a batch within its plate). ``text`` is the
+    batch_key plus ``text_columns`` (further id columns, e.g. the OOD levels' columns),
+    read as text exactly as written. Raises InputError, naming the file and row, for:
+    an unsafe plate/well/tile name (``io.cells.check_path_names``); an unknown
+    ``batch_key``; a batch without ``controls`` cells; a missing or unreadable
     tile; a tile whose channel count differs from ``len(channels)``; tiles of unequal
     (C, Y, X); a crop larger than the tiles; a cell whose centre pixel lies outside its
     tile. Genes absent from the ground truth are only logged as a WARNING.
     Each tile's header is read once (``tile_shape``); no pixels are read.
     """
-    cells = read_cells(cells_path, columns)
+    cells = read_cells(cells_path, columns, text=[batch_key, *text_columns])
     if batch_key not in cells.columns:
         raise InputError(f"{cells_path}: batch_key {batch_key!r} is not a column of the cell table. "
                          f"Available columns: {list(cells.columns)}. Set batch_key in your config.")
-    cells["batch"] = cells[batch_key].astype(str)
+    cells["batch"] = batch_labels(cells, batch_key, cells_path)
     _check_controls(cells, cells_path, controls, batch_key)
     shapes = _tile_shapes(cells, tiles_pattern, len(channels))
     _check_coordinates(cells, cells_path, shapes, tiles_pattern)
@@ -61,10 +68,19 @@ def validate_inputs(
 
 
 def run_validate_inputs(cells_path, ground_truth_path, out_path, columns, channels, controls,
-                        batch_key, tiles_pattern, crop_size) -> None:
-    """Validate (see ``validate_inputs``) and write the cell table to ``out_path`` (parquet)."""
+                        batch_key, tiles_pattern, crop_size, text_columns=(),
+                        check_genes: Callable[[list[str]], object] | None = None) -> None:
+    """Validate (see ``validate_inputs``) and write the cell table to ``out_path`` (parquet).
+
+    ``check_genes``, when given, is called with the screen's sorted genes (controls
+    included) before anything is written; the rule script passes the ground-truth
+    curation (``evaluate.curate.curate_ground_truth``, a layer above this one), so that a
+    ground truth leaving < 2 usable complexes fails here, before any long work.
+    """
     cells = validate_inputs(cells_path, ground_truth_path, columns, channels, controls,
-                            batch_key, tiles_pattern, crop_size)
+                            batch_key, tiles_pattern, crop_size, text_columns=text_columns)
+    if check_genes is not None:
+        check_genes(sorted(cells["gene"].unique()))
     write_table(cells, out_path)
 
 
@@ -118,6 +134,16 @@ def _warn_missing_genes(cells: pd.DataFrame, ground_truth_path, controls: str) -
     genes = sorted(set(cells["gene"]) - {controls})
     missing = [g for g in genes if g not in known]
     if missing:
-        log.warning("%d of %d genes are absent from the ground truth %s (they get embeddings but no "
-                    "benchmark pairs): %s%s", len(missing), len(genes), ground_truth_path,
-                    ", ".join(missing[:MAX_LISTED]), " ..." if len(missing) > MAX_LISTED else "")
+        terminal_warning(
+            f"{len(missing)} of {len(genes)} genes are absent from the ground truth "
+            f"{ground_truth_path} (they get embeddings but no benchmark pairs): "
+            + ", ".join(missing[:MAX_LISTED]) + (" ..." if len(missing) > MAX_LISTED else ""))
+
+
+def terminal_warning(message: str) -> None:
+    """Log ``message`` as a WARNING and, inside a rule script (whose stderr
+    ``io.logs.script_logging`` sends to the job log), also print it on the terminal's
+    stderr, where Snakemake's own output goes."""
+    log.warning(message)
+    if sys.__stderr__ is not None and sys.stderr is not sys.__stderr__:
+        print(f"opsembed: WARNING: {message}", file=sys.__stderr__, flush=True)

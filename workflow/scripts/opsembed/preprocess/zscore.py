@@ -1,8 +1,36 @@
-"""Per-channel pixel statistics streamed over crop blocks, and z-scoring with them."""
+"""Z-scoring batches, per-channel pixel statistics streamed over crop blocks, and z-scoring."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+
+from ..io.errors import InputError
+
+NESTED = {"plate": ["plate"], "well": ["plate", "well"], "tile": ["plate", "well", "tile"]}
+"""batch_key values named within their parents: a well name repeats on every plate and a
+tile name in every well, so their batch is the (plate, well[, tile]) path."""
+
+
+def batch_labels(cells: pd.DataFrame, batch_key: str, path=None) -> pd.Series:
+    """The z-scoring batch of each cell: str Series aligned with ``cells``.
+
+    ``plate``: the plate; ``well``: ``"plate/well"``; ``tile``: ``"plate/well/tile"``
+    (same-named wells of different plates are different batches); any other column: its
+    value as str, shared across plates (e.g. an imaging batch spanning several plates).
+    Raises InputError naming ``path`` and the 1-based row when a batch_key value is empty.
+    """
+    columns = NESTED.get(batch_key, [batch_key])
+    values = cells[columns]
+    empty = values.isna().any(axis=1).to_numpy()
+    if empty.any():
+        raise InputError(f"{path or 'cell table'}: row {int(empty.argmax()) + 1} has an empty "
+                         f"{batch_key!r}, the batch_key column. Every cell needs a batch.")
+    values = values.astype(str)
+    labels = values[columns[0]]
+    for col in columns[1:]:
+        labels = labels.str.cat(values[col], sep="/")
+    return labels.rename("batch")
 
 
 class ChannelMoments:
