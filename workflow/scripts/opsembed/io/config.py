@@ -40,8 +40,11 @@ _NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
 
 
 def is_demo(cfg: dict) -> bool:
-    """Whether ``cfg`` (merged, defaults filled in or not) runs the simulated demo screen."""
-    return (cfg.get("input") or {}).get("cells", DEMO_INPUT["cells"]) == DEMO_INPUT["cells"]
+    """Whether ``cfg`` (merged, defaults filled in or not) runs the simulated demo screen:
+    its ``input.cells`` is the demo's, or left out. (A malformed ``input`` is not the demo;
+    validation then names it.)"""
+    given = cfg.get("input", {}) if isinstance(cfg, dict) else None
+    return isinstance(given, dict) and given.get("cells", DEMO_INPUT["cells"]) == DEMO_INPUT["cells"]
 
 
 def read_config_file(path: str | os.PathLike) -> dict:
