@@ -90,9 +90,31 @@ PLATES = sorted(TILES["plate"].unique())
 WELLS = TILES[["plate", "well"]].drop_duplicates().sort_values(["plate", "well"])
 
 
+def _tile_tokens():
+    """input.tiles checked (known fields only) and each channel's {channel} token, at parse time."""
+    from opsembed.io.tiles import check_pattern, resolve_tokens
+
+    check_pattern(config["input"]["tiles"])
+    return resolve_tokens(config["channels"], config["input"].get("channel_tokens"), config["input"]["tiles"])
+
+
+TILE_TOKENS = _tile_tokens()
+
+
 def _tile_files(rows):
+    """Every file of the tiles in `rows` (one per channel for a {channel} pattern)."""
+    from opsembed.io.tiles import tile_files
+
     pattern = config["input"]["tiles"]
-    return [pattern.format(plate=r.plate, well=r.well, tile=r.tile) for r in rows.itertuples()]
+    return [f for r in rows.itertuples() for f in tile_files(pattern, r.plate, r.well, r.tile, TILE_TOKENS)]
+
+
+def plate_tile_refs(wildcards):
+    """The tiles of one plate as references ({channel} left in; see opsembed.io.tiles)."""
+    from opsembed.io.tiles import tile_path
+
+    rows = TILES[TILES["plate"] == wildcards.plate]
+    return [tile_path(config["input"]["tiles"], r.plate, r.well, r.tile) for r in rows.itertuples()]
 
 
 def all_tiles(wildcards=None):
@@ -193,8 +215,8 @@ def embedding_if_registered(method):
 
 def fold_generator(wildcards):
     """OOD benchmark input function: the fold's generator model when the predictor is
-    trained through one (opsembed.evaluate.ood.INTERVENTIONAL), else nothing."""
-    from opsembed.evaluate.ood import INTERVENTIONAL
+    trained through one (opsembed.io.folds.INTERVENTIONAL), else nothing."""
+    from opsembed.io.folds import INTERVENTIONAL
 
     if wildcards.predictor in INTERVENTIONAL:
         return {"generator": f"results/ood/{wildcards.fold}/{wildcards.predictor}_generator/model.pt"}
@@ -211,11 +233,6 @@ def method_ksweeps(wildcards=None):
 
 def method_umaps(wildcards=None):
     return expand("results/evaluation/{method}/umap.png", method=method_names())
-
-
-def method_config(wildcards):
-    """The config block of the method being scored or built."""
-    return config["methods"][METHODS[wildcards.method]["block"]]
 
 
 def tiles_pattern(wildcards):

@@ -92,28 +92,6 @@ def test_config_readme_documents_every_key():
     assert not missing, f"config/README.md lacks {missing}"
 
 
-@pytest.mark.parametrize("keys, module, name", [
-    (("methods", "grape"), "opsembed.train.grape_trainer", "DEFAULTS"),
-    (("methods", "impa"), "opsembed.train.impa_trainer", "DEFAULTS"),
-    (("ood", "ist"), "opsembed.train.ist_trainer", "IST_DEFAULTS"),
-    (("ood", "stargan"), "opsembed.train.ist_trainer", "STARGAN_DEFAULTS"),
-    (("ood", "predictor"), "opsembed.train.predictor_trainer", "PREDICTOR_DEFAULTS"),
-    (("ood",), "opsembed.evaluate.ood", "OOD_DEFAULTS"),
-])
-def test_library_defaults_match_the_schema(keys, module, name):
-    """The library's defaults (used outside Snakemake) are the schema's, key for key."""
-    import importlib
-
-    cfg = {}
-    validate(cfg, SCHEMA)
-    for key in keys:
-        cfg = cfg[key]
-    defaults = getattr(importlib.import_module(module), name)
-    assert {k: cfg[k] for k in defaults} == defaults
-    if keys != ("ood",):  # the ood block also holds the trainers' blocks and the rule fan-out
-        assert set(cfg) - {"enabled"} == set(defaults) - {"enabled"}
-
-
 # ---- cross-key rules (opsembed.io.config_rules), checked at start-up and by load_config ----
 
 def _write(tmp_path, text):

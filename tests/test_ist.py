@@ -9,10 +9,10 @@ from opsembed.io.errors import InputError
 from opsembed.io.tables import read_table
 from opsembed.models.ist import (LayerAdaIN, ResNet18IN, build_ist, gram, init_critic_from_encoder, restyle,
                                  style_code, style_dim)
-from opsembed.train.ist_trainer import (IST_DEFAULTS, critic_losses, generator_losses, ist_config, load_restyler,
-                                        pretrain_loss, train_ist, transfer)
+from opsembed.models.restyler import load_restyler
+from opsembed.train.ist_trainer import critic_losses, generator_losses, ist_config, pretrain_loss, train_ist, transfer
 
-CFG = dict(IST_DEFAULTS, image_size=16, width=2)
+CFG = ist_config({"image_size": 16, "width": 2})
 OOD = {"levels": [{"name": "plate", "columns": ["plate"], "max_folds": None}]}
 TINY = {"image_size": 16, "width": 2, "batch_size": 4, "pretrain_iterations": 3, "iterations": 6,
         "log_every": 1, "checkpoint_every": 2, "device": "cpu", "num_workers": 0, "n_sample_cells": 2,

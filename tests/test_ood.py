@@ -7,10 +7,11 @@ from harmonypy import compute_lisi
 from sklearn.metrics import f1_score
 
 from ood_toy import toy_obs
-from opsembed.evaluate.ood import (IID, fold_id, gene_subset, harmony_knn, knn_batchcv, knn_predict, list_folds, macro_f1,
-                                   ood_folds, scaled_blisi, scaled_clisi, scored_macro_f1)
+from opsembed.evaluate.ood import (harmony_knn, knn_batchcv, knn_predict, macro_f1, scaled_blisi, scaled_clisi,
+                                   scored_macro_f1)
 from opsembed.evaluate.ood_eval import combine_ood
 from opsembed.io.errors import InputError
+from opsembed.io.folds import IID, fold_id, gene_subset, list_folds, ood_folds
 from opsembed.io.tables import read_table, write_table
 
 LEVELS = {"levels": [{"name": "well", "columns": ["plate", "well"], "max_folds": None},

@@ -9,12 +9,16 @@ from opsembed.evaluate.ood_eval import METRIC_COLUMNS, evaluate_fold
 from opsembed.io.embeddings import read_embeddings
 from opsembed.io.errors import InputError
 from opsembed.io.tables import read_table
-from opsembed.models.predictors import GeneClassifier, MixStyleSpec, cross_oe_partners, grad_reverse, mixstyle
+from opsembed.io.folds import PREDICTOR_KINDS
+from opsembed.models.predictors import (GeneClassifier, MixStyleSpec, Predictor, cross_oe_partners, grad_reverse,
+                                        mixstyle)
+from opsembed.models.restyler import load_restyler
 from opsembed.train.data import CellImages, step_generator
 from opsembed.train.fold_data import load_fold
-from opsembed.train.ist_trainer import load_restyler, train_ist, train_stargan
-from opsembed.train.predictor_trainer import (PREDICTOR_KINDS, Predictor, PredictorTrainer, embed_predictor,
-                                              gene_means, predictor_config, train_predictor)
+from opsembed.train.ist_trainer import train_ist
+from opsembed.train.predictor_trainer import (PredictorTrainer, embed_predictor, gene_means, predictor_config,
+                                              train_predictor)
+from opsembed.train.stargan_trainer import train_stargan
 
 OOD = {"levels": [{"name": "plate", "columns": ["plate"], "max_folds": None}], "knn_neighbors": 3,
        "harmony_pcs": 4, "lisi_perplexity": 3}

@@ -189,7 +189,7 @@ def test_plate_effects_differ_between_plates():
 
 
 def test_batch_scale_multiplies_only_the_plate_shifts():
-    base, tripled = plate_effects(TINY), plate_effects({**TINY, "batch_scale": 3.0})
+    base, tripled = plate_effects({**TINY, "batch_scale": 1.0}), plate_effects({**TINY, "batch_scale": 3.0})
     for plate in base:
         assert set(tripled[plate].shift) == set(base[plate].shift)
         for name, value in base[plate].shift.items():
@@ -288,7 +288,7 @@ def test_effect_scale_multiplies_every_gene_effect_and_leaves_controls_neutral()
     from opsembed.simulate.phenotypes import gene_effects
 
     sim = {"seed": 3, "n_plates": 2}
-    base = gene_effects(sim, "nontargeting")
+    base = gene_effects({**sim, "effect_scale": 1.0}, "nontargeting")
     doubled = gene_effects({**sim, "effect_scale": 2.0}, "nontargeting")
     np.testing.assert_allclose(doubled.to_numpy(), 2.0 * base.to_numpy())
     assert (doubled.loc["nontargeting"] == 0).all()

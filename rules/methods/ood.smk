@@ -3,7 +3,7 @@
 # (IST; StarGAN v2 over OEs) and one job trains and one scores each gene predictor. The
 # IID fold's predictors give the embedding methods ist, naive, dr and mixstyle.
 
-from opsembed.evaluate.ood import PREDICTOR_KINDS, list_folds
+from opsembed.io.folds import PREDICTOR_KINDS, list_folds
 
 OOD = config["ood"]
 OOD_PREDICTORS = OOD["predictors"] if OOD["enabled"] else []

@@ -5,4 +5,4 @@ from opsembed.io.logs import script_logging
 with script_logging(snakemake.log[0]):  # noqa: F821  (snakemake is injected)
     combine_ood(snakemake.input.metrics, snakemake.output.table, snakemake.output.folds)  # noqa: F821
     umap_figure(snakemake.input.features, snakemake.params.methods, snakemake.output.umap,  # noqa: F821
-                snakemake.params.umap, snakemake.params.get("max_cells", 3000))  # noqa: F821
+                snakemake.params.umap, snakemake.params.max_cells)  # noqa: F821

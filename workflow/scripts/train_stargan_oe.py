@@ -2,7 +2,7 @@
 import torch
 
 from opsembed.io.logs import script_logging
-from opsembed.train.ist_trainer import train_stargan
+from opsembed.train.stargan_trainer import train_stargan
 
 with script_logging(snakemake.log[0]):  # noqa: F821  (snakemake is injected)
     torch.set_num_threads(snakemake.threads)  # noqa: F821

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..io.atomic import atomic_path
 from ..io.embeddings import check_embeddings
 from ..io.errors import InputError
+from ..io.figures import save_figure
 from ..io.tables import read_table, write_table
 from .average_precision import gene_average_precision, map_significance
 from .clustering import SCORES, k_sweep, summarise
@@ -177,9 +177,7 @@ def plot_ksweep(sweeps: list[pd.DataFrame], path: str | os.PathLike, marks=()) -
     else:
         axes[-1].legend(fontsize=8, frameon=False)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def combine_metrics(metric_paths, ksweep_paths, out_tsv: str | os.PathLike,

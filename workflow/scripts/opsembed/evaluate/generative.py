@@ -57,15 +57,15 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from ..io.atomic import atomic_path
 from ..io.errors import InputError
+from ..io.figures import save_figure
 from ..io.h5 import read_attrs, read_obs
 from ..io.tables import write_table
 from ..models.features import cell_features, map_feature_blocks
+from ..models.grape import load_grape
 from ..train.data import crop_reader
 from ..train.device import resolve_device
 from ..train.gan import cells_per_gene
-from ..train.grape_trainer import load_grape
 
 log = logging.getLogger(__name__)
 
@@ -272,8 +272,7 @@ def generative_check(model_path: str | os.PathLike, cells_path: str | os.PathLik
                          n_genes=len(targets), image_size=size, seed=seed)
     write_table(table, table_path)
     fig = distribution_figure(groups, table)
-    with atomic_path(figure_path) as tmp:
-        fig.savefig(tmp, dpi=110)
+    save_figure(fig, figure_path, dpi=110)
     shifts = ", ".join(f"{r.feature} {r.generated_shift_sd:+.2f}/{r.perturbed_shift_sd:+.2f}"
                        for r in table.itertuples())
     log.info("generative check: RF held-out balanced accuracy %.3f (control vs perturbed); generated cells "

@@ -21,16 +21,19 @@ import os
 import numpy as np
 import pandas as pd
 
-from ..io.atomic import atomic_path
 from ..io.errors import InputError
+from ..io.figures import save_figure
+from ..io.folds import IID, ood_config, oe_labels
 from ..io.h5 import read_obs
+from ..io.schema import block_config
 from ..io.tables import read_table, write_table
+from ..models.predictors import Predictor
+from ..models.restyler import load_restyler
 from ..train.device import resolve_device
 from ..train.fold_data import load_fold
-from ..train.ist_trainer import load_restyler
-from ..train.predictor_trainer import Predictor, predictor_config
-from .ood import (IID, harmony_knn, knn_batchcv, ood_config, oe_labels, scaled_blisi, scaled_clisi,
-                  scored_macro_f1)
+from ..train.predictor_trainer import predictor_config
+from .ood import harmony_knn, knn_batchcv, scaled_blisi, scaled_clisi, scored_macro_f1
+from .umap_plot import umap_coordinates
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +123,9 @@ def evaluate_fold(cells_path, ood_cfg: dict | None, predictor_cfg: dict | None, 
 
 
 def _batch_columns(cfg: dict) -> list[str]:
-    for level in cfg["levels"]:
-        if level["name"] == cfg["batch_level"]:
-            return list(level["columns"])
-    raise InputError(f"ood.batch_level {cfg['batch_level']!r} is not one of ood.levels' names.")
+    """The OE columns of the level ``ood.batch_level`` names (a cross-key rule of the config
+    makes sure there is one)."""
+    return next(list(level["columns"]) for level in cfg["levels"] if level["name"] == cfg["batch_level"])
 
 
 def _style_cells(data, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -162,25 +164,26 @@ def combine_ood(metrics_paths, out_path, folds_path=None) -> pd.DataFrame:
     return table
 
 
-def umap_figure(features_paths, methods: list[str], out_path: str | os.PathLike, umap_cfg: dict,
-                max_cells: int = 3000) -> None:
+def umap_figure(features_paths, methods: list[str], out_path: str | os.PathLike, umap_cfg: dict | None,
+                max_cells: int) -> None:
     """One PNG: for each method (row), the UMAP of its IID-fold features coloured by gene
     (left) and by OE (right). ``features_paths`` and ``methods`` are parallel lists of the
-    IID fold's feature tables. At most ``max_cells`` cells per panel (seeded subsample)."""
+    IID fold's feature tables. At most ``max_cells`` cells per panel (seeded subsample).
+    UMAP as the embedding benchmark draws it (``umap_plot.umap_coordinates``: cosine
+    distance), with the ``evaluation.umap`` keys ``umap_cfg``."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import umap
 
-    seed = int(umap_cfg.get("seed", 0))
+    umap_cfg = block_config("evaluation.umap", umap_cfg)
+    seed = int(umap_cfg["seed"])
     fig, axes = plt.subplots(len(methods), 2, figsize=(9, 4 * len(methods)), squeeze=False)
     for row, (path, method) in enumerate(zip(features_paths, methods)):
         df = read_table(path)
         if len(df) > max_cells:
             df = df.sample(n=max_cells, random_state=seed)
         x = df[[c for c in df.columns if c.startswith("f") and c[1:].isdigit()]].to_numpy(dtype=np.float64)
-        xy = umap.UMAP(n_neighbors=min(int(umap_cfg.get("n_neighbors", 15)), len(df) - 1),
-                       min_dist=float(umap_cfg.get("min_dist", 0.1)), random_state=seed).fit_transform(x)
+        xy = umap_coordinates(x, int(umap_cfg["n_neighbors"]), float(umap_cfg["min_dist"]), seed)
         for col, key in enumerate(("gene", "oe")):
             ax = axes[row, col]
             codes, names = pd.factorize(df[key].astype(str), sort=True)
@@ -194,6 +197,4 @@ def umap_figure(features_paths, methods: list[str], out_path: str | os.PathLike,
                     ax.scatter([], [], color=cmap(i % cmap.N), label=name, s=10)
                 ax.legend(fontsize=7, markerscale=1.5, loc="best")
     fig.tight_layout()
-    with atomic_path(out_path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    save_figure(fig, out_path, dpi=100)

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ..io.atomic import atomic_path
+from ..io.figures import save_figure
 
 
 def umap_coordinates(values: np.ndarray, n_neighbors: int, min_dist: float, seed: int) -> np.ndarray:
@@ -49,6 +49,4 @@ def plot_umap(coords: pd.DataFrame, path: str | os.PathLike, title: str) -> None
         ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False,
                   ncol=1 if len(names) <= 20 else 2)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)

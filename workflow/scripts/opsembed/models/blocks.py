@@ -14,6 +14,13 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def check_image_size(image_size: int, factor: int = 8) -> None:
+    """Raise ValueError unless ``image_size`` is a positive multiple of ``factor`` (the
+    image networks downsample three times: S -> S/8)."""
+    if image_size <= 0 or image_size % factor:
+        raise ValueError(f"image_size must be a positive multiple of {factor}, got {image_size}")
+
+
 def he_init(module: nn.Module) -> None:
     """He (Kaiming) normal initialisation of every Conv2d and Linear weight; biases zero.
 

@@ -13,6 +13,7 @@ from ..io.cells import feature_columns
 from ..io.embeddings import write_embeddings
 from ..io.errors import InputError
 from ..io.h5 import read_attrs, read_obs
+from ..io.schema import block_config
 from ..io.tables import write_table
 from .features import features_from_h5
 
@@ -80,9 +81,10 @@ def run_engineered(cells_path: str | os.PathLike, cfg: dict, embeddings_path, fe
     ``pca_variance``, ``seed``. Writes the per-cell features (``features_path``, parquet:
     cell_id, gene, plate, well, batch, then features) and the gene embeddings.
     """
+    cfg = block_config("methods.engineered", cfg)
     attrs = read_attrs(cells_path)
     obs = read_obs(cells_path)
-    source = cfg.get("source", "crops")
+    source = cfg["source"]
     if source == "columns":
         cols = feature_columns(obs)
         if not cols:
@@ -99,7 +101,7 @@ def run_engineered(cells_path: str | os.PathLike, cfg: dict, embeddings_path, fe
     meta = obs[[c for c in META if c in obs.columns]].reset_index(drop=True).astype(str)
     write_table(pd.concat([meta, features], axis=1), features_path)
     genes, values = engineered_embeddings(features, obs["gene"].astype(str).to_numpy(),
-                                          pca_variance=float(cfg.get("pca_variance", 0.95)),
-                                          seed=int(cfg.get("seed", 0)), controls=attrs.get("controls"))
-    log.info("engineered: %d genes x %d dims (seed %d)", len(genes), values.shape[1], int(cfg.get("seed", 0)))
+                                          pca_variance=float(cfg["pca_variance"]),
+                                          seed=int(cfg["seed"]), controls=attrs.get("controls"))
+    log.info("engineered: %d genes x %d dims (seed %d)", len(genes), values.shape[1], int(cfg["seed"]))
     write_embeddings(embeddings_path, genes, values)

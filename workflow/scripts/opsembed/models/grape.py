@@ -25,11 +25,14 @@ M then drifts in its own random direction and genes of one complex do not come t
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import MLP, AdainResBlk, ResBlk, channel_widths, he_init
+from .blocks import MLP, AdainResBlk, ResBlk, channel_widths, check_image_size, he_init
+from .files import read_model_file
 
 N_DOWN = 3
 """Downsampling blocks in every image network: the bottleneck is S/8 x S/8."""
@@ -37,12 +40,6 @@ N_DOWN = 3
 MODEL_KEYS = ("image_size", "dim_in", "max_conv_dim", "style_dim", "embed_dim", "embed_init_std",
               "mapping_hidden", "attention", "attention_heads", "shared_heads")
 """Config keys that shape or initialise the GRAPE networks (stored with the weights)."""
-
-
-def check_image_size(image_size: int) -> None:
-    """Raise ValueError unless ``image_size`` is a positive multiple of 8."""
-    if image_size <= 0 or image_size % (2 ** N_DOWN):
-        raise ValueError(f"image_size must be a positive multiple of {2 ** N_DOWN}, got {image_size}")
 
 
 class Generator(nn.Module):
@@ -200,3 +197,13 @@ def stargan_networks(style: nn.Module, n_heads: int, in_channels: int, cfg: dict
     if shared_heads:
         nets["discriminator"].share_heads()
     return nets
+
+
+def load_grape(model_path: str | os.PathLike, device: torch.device) -> tuple[dict, nn.ModuleDict]:
+    """The payload of a GRAPE model file (``read_model_file``) and its networks, in eval mode
+    on ``device``."""
+    payload = read_model_file(model_path, "grape", device)
+    nets = build_grape(len(payload["genes"]), len(payload["channels"]), payload["config"]).to(device)
+    nets.load_state_dict(payload["state"])
+    return payload, nets.eval()
+

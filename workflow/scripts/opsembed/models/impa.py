@@ -11,11 +11,14 @@ The gene embedding IMPA yields is the style encoder's code averaged over a gene'
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 from torch import nn
 
 from .blocks import MLP
+from .files import read_model_file
 from .grape import stargan_networks
 
 MODEL_KEYS = ("image_size", "dim_in", "max_conv_dim", "style_dim", "embed_dim", "embed_init_std",
@@ -67,3 +70,15 @@ def build_impa(n_genes: int, in_channels: int, cfg: dict, table: np.ndarray | No
     style = PerturbationStyle(n_genes, cfg["style_dim"], cfg["mapping_hidden"], cfg["noise_dim"], table,
                               cfg["embed_dim"], cfg["embed_init_std"])
     return stargan_networks(style, n_genes, in_channels, cfg)
+
+
+def load_impa(model_path: str | os.PathLike, device: torch.device) -> tuple[dict, nn.ModuleDict]:
+    """The payload of an IMPA model file (``read_model_file``) and its networks (the frozen
+    perturbation table, when it was frozen, from the file), in eval mode on ``device``."""
+    payload = read_model_file(model_path, "impa", device)
+    table = payload["state"].get("style.frozen")
+    nets = build_impa(len(payload["genes"]), len(payload["channels"]), payload["config"],
+                      None if table is None else table.cpu().numpy()).to(device)
+    nets.load_state_dict(payload["state"])
+    return payload, nets.eval()
+

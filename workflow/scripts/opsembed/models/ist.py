@@ -27,20 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import AdaIN, ResBlk, he_init
+from .blocks import AdaIN, ResBlk, check_image_size, he_init
 
-N_STAGES = 4
 STAGE_SCALE = (1, 2, 4, 8)
 """Width multiple of each stage (stage i has width STAGE_SCALE[i] * w, side S / 2^i)."""
 
 MODEL_KEYS = ("image_size", "width")
 """Config keys that shape the IST networks (stored with the weights)."""
-
-
-def check_image_size(image_size: int) -> None:
-    """Raise ValueError unless ``image_size`` is a positive multiple of 8."""
-    if image_size <= 0 or image_size % 8:
-        raise ValueError(f"image_size must be a positive multiple of 8, got {image_size}")
 
 
 def style_dim(width: int) -> int:

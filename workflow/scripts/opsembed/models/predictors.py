@@ -6,15 +6,21 @@
   (domain-adversarial training, Ganin & Lempitsky 2015).
 - ``mixstyle``: MixStyle (Zhou et al. 2021), mixing per-sample channel statistics with a
   partner from another OE.
+- ``Predictor``: a trained predictor's model file, for inference.
 """
 
 from __future__ import annotations
 
+import os
+
+import numpy as np
 import torch
 from torch import nn
 
-from .blocks import he_init
-from .ist import ResNet18IN, check_image_size
+from .blocks import check_image_size, he_init
+from .files import read_model_file
+from .ist import ResNet18IN
+from .restyler import Restyler
 
 MODEL_KEYS = ("image_size", "width")
 """Config keys that shape a GeneClassifier (stored with the weights)."""
@@ -108,3 +114,50 @@ class GeneClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor, mix: MixStyleSpec | None = None) -> torch.Tensor:
         return self.head(self.features(x, mix))
+
+
+class Predictor:
+    """A trained predictor file: ``kind``, ``fold``, ``genes``, ``controls``, ``train_genes``,
+    ``image_size`` and the classifier (eval mode, on ``device``)."""
+
+    def __init__(self, path: str | os.PathLike, device: torch.device):
+        payload = read_model_file(path, "predictor", device)
+        for key in ("kind", "fold", "genes", "controls", "train_genes", "oes"):
+            setattr(self, key, payload[key])
+        self.image_size = int(payload["config"]["image_size"])
+        self.device = device
+        self.net = GeneClassifier(len(payload["channels"]), len(self.genes), payload["config"])
+        self.net.load_state_dict(payload["state"])
+        self.net.to(device).eval().requires_grad_(False)
+        self.mask = torch.full((len(self.genes),), float("-inf"), device=device)
+        self.mask[torch.as_tensor(self.train_genes, dtype=torch.long)] = 0.0
+
+    @torch.no_grad()
+    def outputs(self, images, rows: np.ndarray, batch_size: int = 256,
+                restyler: Restyler | None = None, style_rows: np.ndarray | None = None,
+                style_oes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities (n, G) float64, zero for genes without training cells; penultimate
+        features (n, d) float32) of the cells ``rows`` of ``images`` (anything whose
+        ``get(rows)`` gives their crops (n, C, S, S) on the classifier's device, e.g.
+        ``opsembed.train.data.CellImages``).
+
+        With ``restyler`` and k ``style_rows`` (and their OE ids ``style_oes``), each cell is
+        re-imaged into each style and the probabilities and features are averaged over the
+        k versions (IST test-time correction).
+        """
+        probs, feats = [], []
+        for start in range(0, len(rows), batch_size):
+            x = images.get(rows[start:start + batch_size])
+            views = [x]
+            if restyler is not None:
+                s = images.get(style_rows)
+                oe = torch.as_tensor(style_oes, device=self.device)
+                views = [restyler(x, s[i].expand_as(x), oe[i].expand(len(x))) for i in range(len(s))]
+            p, f = 0.0, 0.0
+            for v in views:
+                h = self.net.features(v)
+                p = p + (self.net.head(h).float() + self.mask).softmax(dim=1)
+                f = f + h.float()
+            probs.append((p / len(views)).double().cpu().numpy())
+            feats.append((f / len(views)).cpu().numpy())
+        return np.concatenate(probs), np.concatenate(feats)

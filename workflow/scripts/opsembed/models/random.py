@@ -9,6 +9,7 @@ import numpy as np
 
 from ..io.embeddings import write_embeddings
 from ..io.h5 import screened_genes
+from ..io.schema import block_config
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +25,10 @@ def random_embeddings(genes, dim: int = 500, seed: int = 0) -> np.ndarray:
 
 
 def run_random(cells_path: str | os.PathLike, cfg: dict, out_path: str | os.PathLike) -> None:
-    """Rule `embed_random`: ``cfg`` is the ``methods.random`` block (dim, seed)."""
+    """Rule `embed_random`: ``cfg`` is the ``methods.random`` block (dim, seed; schema defaults
+    for keys it leaves out)."""
+    cfg = block_config("methods.random", cfg)
     genes = screened_genes(cells_path)
-    dim, seed = int(cfg.get("dim", 500)), int(cfg.get("seed", 0))
+    dim, seed = int(cfg["dim"]), int(cfg["seed"])
     log.info("random: %d genes x %d dims, seed %d", len(genes), dim, seed)
     write_embeddings(out_path, genes, random_embeddings(genes, dim, seed))

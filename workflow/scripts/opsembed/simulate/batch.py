@@ -8,7 +8,7 @@ Technical effects are strong on purpose, so that a model can tell plates apart:
 - per-plate focus (Gaussian PSF sigma spread over 0.8-1.6 px) and autofluorescence;
 - a biological shift of every phenotype parameter (N(0, 0.35) in cell-spread units) and of
   the mitotic log-odds (N(0, 0.3)), as from different culture conditions, both standard
-  deviations times ``simulate.batch_scale`` (default 1). Preprocessing removes most of the
+  deviations times ``simulate.batch_scale``. Preprocessing removes most of the
   technical effects (flat-field correction, z-scoring against each plate's controls), but
   not this shift, so ``batch_scale`` sets how much the plates confound a gene classifier.
 """
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from opsembed.io.errors import InputError
+from opsembed.io.schema import block_config
 
 from .design import plate_names, rng_for
 from .phenotypes import EFFECTS
@@ -59,10 +59,9 @@ class PlateEffects:
 
 def plate_effects(sim: dict) -> dict[str, PlateEffects]:
     """Plate -> its ``PlateEffects``, seeded by ``simulate.seed``; ``shift`` standard deviations
-    times ``sim["batch_scale"]`` (default 1.0, >= 0; the same draws, only scaled)."""
-    scale = float(sim.get("batch_scale", 1.0))
-    if scale < 0:
-        raise InputError(f"simulate.batch_scale is {scale}; use a value >= 0 (1 = the default plate shifts).")
+    times ``sim["batch_scale"]`` (>= 0; the same draws, only scaled; the schema's default
+    when ``sim`` leaves it out)."""
+    scale = float(block_config("simulate", sim)["batch_scale"])
     plates = plate_names(int(sim["n_plates"]))
     n, size = len(plates), int(sim["tile_size"])
     rng = rng_for(sim, STREAM_BATCH)

@@ -17,6 +17,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from opsembed.io.schema import block_config
+
 from .complexes import COMPLEXES, PHENOTYPES, complex_of
 from .design import rng_for, sgrna_names
 
@@ -58,7 +60,8 @@ EFFECTS = list(PARAMS) + ["mitotic"]
 def gene_effects(sim: dict, controls: str) -> pd.DataFrame:
     """Effect table indexed by gene (library genes then ``controls``), columns ``EFFECTS``.
 
-    Every library gene's row is multiplied by ``sim["effect_scale"]`` (default 1);
+    Every library gene's row is multiplied by ``sim["effect_scale"]`` (the schema's default
+    when ``sim`` leaves it out);
     controls have all-zero effects (the neutral phenotype).
     """
     rng = rng_for(sim, STREAM_EFFECTS)
@@ -68,7 +71,7 @@ def gene_effects(sim: dict, controls: str) -> pd.DataFrame:
         for gene in genes:
             strength = rng.uniform(*GENE_STRENGTH)
             rows[gene] = base * strength + rng.normal(0.0, GENE_NOISE, len(EFFECTS))
-    scale = float(sim.get("effect_scale", 1.0))
+    scale = float(block_config("simulate", sim)["effect_scale"])
     rows = {gene: row * scale for gene, row in rows.items()}
     rows[controls] = np.zeros(len(EFFECTS))
     return pd.DataFrame.from_dict(rows, orient="index", columns=EFFECTS)

@@ -30,7 +30,7 @@ def autocast(device: torch.device, bf16: bool):
     return contextlib.nullcontext()
 
 
-def memory_format(device: torch.device, channels_last: bool) -> torch.memory_format:
+def memory_format(channels_last: bool) -> torch.memory_format:
     """channels_last when asked (faster convs: tensor cores on CUDA, oneDNN on CPU), else contiguous."""
     return torch.channels_last if channels_last else torch.contiguous_format
 

@@ -3,7 +3,8 @@
 Samplers reuse ``BalancedSampler``: cells outside the fold's training set get a label
 outside the sampler's pool, so they are never drawn, and the drawn rows index the whole
 cells file. ``LabelledSampler`` returns each drawn cell's (gene id, OE id) instead of the
-balancing label, so one stream serves tasks that need both.
+balancing label, so one stream serves tasks that need both. The folds themselves are
+defined in ``opsembed.io.folds``.
 """
 
 from __future__ import annotations
@@ -15,13 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..evaluate.ood import get_fold, oe_labels, ood_config
+from ..io.folds import get_fold, oe_labels, ood_config
 from ..io.h5 import read_obs
 from .data import BalancedSampler, CellImages
-
-FOLD_RUNTIME_DEFAULTS = {"device": "auto", "bf16": True, "data_in_memory": "auto", "memory_fraction": 0.5,
-                         "num_workers": 2, "progress_interval": 10.0}
-"""Where and how the OOD fold trainers (IST, StarGAN over OEs, predictors) run, with defaults."""
 
 log = logging.getLogger(__name__)
 
@@ -108,4 +105,26 @@ def load_fold(cells_path: str | os.PathLike, ood_cfg: dict | None, fold: str, im
     log.info("fold %s: %d training and %d test cells; %d genes and %d OEs in training", fold, len(train),
              len(f["test_idx"]), len(data.train_genes), len(data.train_oes))
     return data
+
+
+def fold_sample_choice(data: FoldData, n_cells: int, n_styles: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the sample grid of a fold trainer: up to ``n_cells`` fixed training cells
+    (sorted) and one style cell for each of up to ``n_styles`` distinct training OEs
+    (spread evenly over them), both drawn with ``seed``; int64 rows into the cells file."""
+    rng = np.random.default_rng(seed)
+    train = data.fold["train_idx"]
+    cells = np.sort(rng.choice(train, size=min(n_cells, len(train)), replace=False))
+    oes = data.train_oes
+    k = min(n_styles, len(oes))
+    picks = [oes[i] for i in np.linspace(0, len(oes) - 1, k).round().astype(int)] if k else []
+    in_train = np.zeros(data.images.n, dtype=bool)
+    in_train[train] = True
+    styles = np.array([rng.choice(np.flatnonzero(in_train & (data.oe_ids == o))) for o in picks], dtype=np.int64)
+    return cells, styles
+
+
+def fold_fields(data: FoldData) -> dict:
+    """What a fold generator's model file adds to a trainer's (``Trainer.model_payload``):
+    the fold's ``oes``, ``train_oes`` and ``fold`` id (``opsembed.models.restyler`` reads them)."""
+    return {"oes": data.oes, "train_oes": data.train_oes, "fold": data.fold["fold_id"]}
 

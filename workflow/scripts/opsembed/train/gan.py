@@ -1,17 +1,18 @@
-"""Pieces shared by the StarGAN v2-style trainers (GRAPE, IMPA)."""
+"""Pieces shared by the adversarial trainers (GRAPE, IMPA, StarGAN over OEs, IST): the
+non-saturating losses with R1, the optimiser step, the sample grid, per-gene averages."""
 
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..io.errors import InputError
-from .checkpoint import load_checkpoint
 from .data import CellImages
+from .monitor import sample_grid
 
 GENERATOR_SIDE = ["style", "generator", "style_encoder"]
 """Networks updated by the generator step (and averaged by the EMA)."""
@@ -22,6 +23,30 @@ def r1_penalty(d_real: torch.Tensor, x_real: torch.Tensor) -> torch.Tensor:
     ``x_real`` (B, C, S, S) that require grad; the graph is kept for backward."""
     (grad,) = torch.autograd.grad(d_real.sum(), x_real, create_graph=True)
     return 0.5 * grad.float().pow(2).flatten(1).sum(1).mean()
+
+
+def discriminator_loss(critic: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], real: torch.Tensor,
+                       real_labels: torch.Tensor, fake: torch.Tensor, fake_labels: torch.Tensor,
+                       r1_gamma: float) -> dict[str, torch.Tensor]:
+    """The non-saturating D loss with R1 on reals, for a conditional ``critic(x, labels)``
+    returning logits (B,): reals (B, C, S, S) through the heads ``real_labels`` (B,), fakes
+    (no gradient to their maker) through the heads ``fake_labels`` (B,).
+
+    Returns ``d_real`` = mean softplus(-D(real)), ``d_fake`` = mean softplus(D(fake)),
+    ``r1`` (0.5 E ||grad_x D(real)||^2, 0 when r1_gamma is 0) and ``d_total`` =
+    d_real + d_fake + r1_gamma * r1 (float32 scalars).
+    """
+    x_real = real.detach().requires_grad_(r1_gamma > 0)
+    out_real = critic(x_real, real_labels)
+    d_real = F.softplus(-out_real.float()).mean()
+    d_fake = F.softplus(critic(fake.detach(), fake_labels).float()).mean()
+    r1 = r1_penalty(out_real, x_real) if r1_gamma > 0 else torch.zeros((), device=real.device)
+    return {"d_real": d_real, "d_fake": d_fake, "r1": r1, "d_total": d_real + d_fake + r1_gamma * r1}
+
+
+def generator_adv_loss(logits: torch.Tensor) -> torch.Tensor:
+    """The non-saturating G loss: mean softplus(-D(fake)) of the critic's logits (B,) on fakes."""
+    return F.softplus(-logits.float()).mean()
 
 
 def update(optimizers, loss: torch.Tensor) -> None:
@@ -63,14 +88,18 @@ def sample_choice(images: CellImages, cfg: dict, seed: int) -> tuple[np.ndarray,
     return cells, [others[i] for i in picks]
 
 
-def load_model(path: str | os.PathLike, method: str, device: torch.device) -> dict:
-    """A model file written by training (``weights_only`` load), checked to be ``method``."""
-    payload = load_checkpoint(path, map_location=device)
-    if payload is None:
-        raise InputError(f"{path}: model file not found; rerun the {method} training rule.")
-    if payload.get("method") != method:
-        raise InputError(f"{path}: holds a {payload.get('method')!r} model, expected {method!r}.")
-    return payload
+@torch.no_grad()
+def styled_columns(generator: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
+                   styles: torch.Tensor) -> torch.Tensor:
+    """``generator(x, s)`` for every row s of ``styles`` (k, D), each broadcast over the batch
+    x (B, C, S, S): (B, k, C, S, S), column j restyled with styles[j]."""
+    return torch.stack([generator(x, s.expand(len(x), -1)) for s in styles], dim=1)
+
+
+def mosaic(x: torch.Tensor, out: torch.Tensor, labels: list[str]) -> tuple[np.ndarray, list[str]]:
+    """(uint8 RGB sample grid of inputs x (B, C, S, S) and their versions out (B, k, C, S, S),
+    the column labels ["input"] + ``labels``) (see ``monitor.sample_grid``)."""
+    return sample_grid(x.float().cpu().numpy(), out.float().cpu().numpy()), ["input"] + list(labels)
 
 
 def cells_per_gene(gene_col: np.ndarray, genes: list[str], controls: str, n: int,

@@ -18,72 +18,27 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..io.embeddings import write_embeddings
 from ..io.h5 import read_obs
-from ..models.grape import MODEL_KEYS, build_grape, check_image_size
+from ..io.schema import block_config
+from ..models.grape import MODEL_KEYS, build_grape, load_grape
 from .data import BalancedSampler, CellImages, crop_reader, dihedral, step_generator
 from .device import autocast, resolve_device
-from .gan import GENERATOR_SIDE, cells_per_gene, load_model, mean_per_gene, r1_penalty, sample_choice, update
-from .loop import GanTrainer, merge_config, run_training
-from .monitor import sample_grid
+from .gan import (GENERATOR_SIDE, cells_per_gene, discriminator_loss, generator_adv_loss, mean_per_gene, mosaic,
+                  sample_choice, styled_columns, update)
+from .loop import Trainer, run_training
 
 log = logging.getLogger(__name__)
-
-DEFAULTS = {
-    "enabled": True,
-    "image_size": 32,           # training side length (crops are resized); multiple of 8
-    "dim_in": 8,                # conv width at full resolution, doubled per downsampling
-    "max_conv_dim": 32,         # cap on conv widths
-    "style_dim": 16,            # style code s
-    "embed_dim": 500,           # d, columns of M
-    "embed_init_std": 0.003,    # M ~ N(0, std^2); small, so short runs are not dominated by the draw
-    "mapping_hidden": 128,      # hidden width of F
-    "attention": False,         # ablation: self-attention over M before F
-    "attention_heads": 1,
-    "detach_style": True,       # ablation: style loss updates only E
-    "cycle": True,              # ablation: cycle loss on/off
-    "shared_heads": True,       # D's gene heads start from one He draw (models.grape explains why)
-    "iterations": 2000,
-    "batch_size": 32,
-    "lr": 5.0e-4,
-    "weight_decay": 1.0e-4,
-    "betas": [0.0, 0.99],
-    "lambda_cyc": 1.0,
-    "lambda_sty": 1.0,
-    "r1_gamma": 1.0,
-    "augment": False,           # random rotations/reflections of the real crops (small screens)
-    "ema": {"mode": "filter", "every": 250, "gamma": 0.5, "beta": 0.999},
-    "checkpoint_every": 250,
-    "log_every": 25,
-    "sample_every": 250,        # TensorBoard sample grid every N steps (0: only at the end)
-    "n_sample_cells": 6,
-    "n_sample_genes": 8,
-    "sample_genes": None,       # list of genes for the grid columns; None: spread over the vocabulary
-    "n_cells_p3": 100,          # cells restyled per gene for position 3 (paper: 500)
-    "n_cells_generative": 100,  # control cells restyled to every gene for the generative check (paper: 500)
-    "device": "auto",
-    "compile": False,
-    "bf16": True,
-    "channels_last": True,
-    "data_in_memory": "auto",
-    "memory_fraction": 0.5,
-    "num_workers": 4,
-    "progress_interval": 10.0,
-    "seed": 0,                  # the rule passes it as params.seed (the seed argument wins)
-}
-"""Every key of the ``methods.grape`` config block, with the demo defaults."""
 
 LOSSES = ["d_real", "d_fake", "r1", "g_adv", "cycle", "style", "d_total", "g_total"]
 
 
 def grape_config(cfg: dict | None) -> dict:
-    """The full GRAPE config: DEFAULTS updated by ``cfg``; InputError on unknown keys."""
-    out = merge_config(DEFAULTS, cfg, "methods.grape")
-    check_image_size(out["image_size"])
-    return out
+    """The full ``methods.grape`` block: the schema's defaults updated by ``cfg``
+    (``opsembed.io.schema.block_config``); InputError on unknown or invalid keys."""
+    return block_config("methods.grape", cfg)
 
 
 def discriminator_losses(run: dict, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor,
@@ -94,19 +49,14 @@ def discriminator_losses(run: dict, x: torch.Tensor, y: torch.Tensor, z: torch.T
     """
     with torch.no_grad():
         fake = run["generator"](x, run["style"](z))
-    x_real = x.detach().requires_grad_(r1_gamma > 0)
-    out_real = run["discriminator"](x_real, y)
-    d_real = F.softplus(-out_real).mean()
-    d_fake = F.softplus(run["discriminator"](fake, z)).mean()
-    r1 = r1_penalty(out_real, x_real) if r1_gamma > 0 else torch.zeros((), device=x.device)
-    return {"d_real": d_real, "d_fake": d_fake, "r1": r1, "d_total": d_real + d_fake + r1_gamma * r1}
+    return discriminator_loss(run["discriminator"], x, y, fake, z, r1_gamma)
 
 
 def generator_losses(run: dict, x: torch.Tensor, z: torch.Tensor, cfg: dict) -> dict[str, torch.Tensor]:
     """G-side losses for images x (B, C, S, S) restyled to genes z (B,): g_adv, cycle, style, g_total."""
     s = run["style"](z)
     fake = run["generator"](x, s)
-    g_adv = F.softplus(-run["discriminator"](fake, z)).mean()
+    g_adv = generator_adv_loss(run["discriminator"](fake, z))
     if cfg["cycle"]:
         cycle = (run["generator"](fake, run["style_encoder"](x)) - x).abs().mean()
     else:
@@ -119,12 +69,15 @@ def generator_losses(run: dict, x: torch.Tensor, z: torch.Tensor, cfg: dict) -> 
     return {"g_adv": g_adv, "cycle": cycle, "style": style, "g_total": total}
 
 
-class GrapeTrainer(GanTrainer):
+class GrapeTrainer(Trainer):
     """GRAPE on the crops of ``images``; ``cfg`` a full config (see grape_config)."""
 
     name = "grape"
     loss_names = LOSSES
     model_keys = MODEL_KEYS
+    operational_keys = Trainer.operational_keys + (
+        "enabled", "compile", "n_sample_cells", "n_sample_genes", "sample_genes", "n_cells_p3",
+        "n_cells_generative")
 
     def __init__(self, images: CellImages, cfg: dict, seed: int):
         self.images, self.cfg, self.seed, self.device = images, cfg, int(seed), images.device
@@ -152,13 +105,11 @@ class GrapeTrainer(GanTrainer):
         return torch.stack([losses[n].detach().float() for n in LOSSES])
 
     @torch.no_grad()
-    def sample_restyle(self) -> tuple[np.ndarray, list[str]]:
+    def sample_mosaic(self) -> tuple[np.ndarray, list[str]]:
         x = self.images.get(self.sample_cells).contiguous(memory_format=self.fmt)
-        genes = torch.as_tensor(self.sample_genes, device=self.device)
-        styles = self.nets["style"](genes)                                   # (k, D)
-        out = torch.stack([self.nets["generator"](x, s.expand(len(x), -1)) for s in styles], dim=1)
-        mosaic = sample_grid(x.float().cpu().numpy(), out.float().cpu().numpy())
-        return mosaic, ["input"] + [self.images.genes[g] for g in self.sample_genes]
+        styles = self.nets["style"](torch.as_tensor(self.sample_genes, device=self.device))   # (k, D)
+        out = styled_columns(self.nets["generator"], x, styles)
+        return mosaic(x, out, [self.images.genes[g] for g in self.sample_genes])
 
 
 def train_grape(cells_path: str | os.PathLike, cfg: dict | None, seed: int, model_path, losses_path,
@@ -193,14 +144,6 @@ def grape_embeddings(nets: nn.ModuleDict, images_of: Callable[[np.ndarray], torc
 
     return {"p1": dict(enumerate(m)), "p2": dict(enumerate(styles.double().cpu().numpy())),
             "p3": mean_per_gene(restyled_code, images_of, cells, batch_size)}
-
-
-def load_grape(model_path, device: torch.device) -> tuple[dict, nn.ModuleDict]:
-    """The payload of a GRAPE model file (``load_model``) and its networks, in eval mode on ``device``."""
-    payload = load_model(model_path, "grape", device)
-    nets = build_grape(len(payload["genes"]), len(payload["channels"]), payload["config"]).to(device)
-    nets.load_state_dict(payload["state"])
-    return payload, nets.eval()
 
 
 def extract_grape(model_path, cells_path, p1_path, p2_path, p3_path, cfg: dict | None, seed: int) -> None:

@@ -19,49 +19,48 @@ import os
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..io.embeddings import read_embeddings, write_embeddings
 from ..io.errors import InputError
 from ..io.h5 import read_obs
-from ..models.grape import check_image_size
-from ..models.impa import MODEL_KEYS, build_impa
+from ..io.schema import block_config
+from ..models.impa import MODEL_KEYS, build_impa, load_impa
 from .data import BalancedSampler, CellImages, crop_reader, dihedral, step_generator
 from .device import autocast, resolve_device
-from .gan import GENERATOR_SIDE, cells_per_gene, load_model, mean_per_gene, r1_penalty, sample_choice, update
-from .grape_trainer import DEFAULTS as GRAPE_DEFAULTS
-from .loop import GanTrainer, merge_config, run_training
-from .monitor import sample_grid
+from .gan import (GENERATOR_SIDE, cells_per_gene, discriminator_loss, generator_adv_loss, mean_per_gene, mosaic,
+                  sample_choice, update)
+from .loop import Trainer, run_training
 
 log = logging.getLogger(__name__)
-
-_SHARED = ("enabled", "image_size", "dim_in", "max_conv_dim", "style_dim", "embed_dim",
-           "mapping_hidden", "batch_size", "lr", "weight_decay", "betas", "lambda_cyc",
-           "lambda_sty", "r1_gamma", "augment", "checkpoint_every", "log_every", "sample_every",
-           "n_sample_cells",
-           "n_sample_genes", "sample_genes", "device", "compile", "bf16", "channels_last",
-           "data_in_memory", "memory_fraction", "num_workers", "progress_interval", "seed")
-DEFAULTS = {
-    **{k: GRAPE_DEFAULTS[k] for k in _SHARED},
-    "embed_init_std": 0.01,     # the trainable perturbation table P ~ N(0, std^2)
-    "iterations": 1000,
-    "noise_dim": 16,            # Gaussian noise concatenated to the perturbation embedding
-    "lambda_ds": 1.0,           # diversity-loss weight at step 0
-    "ds_decay_iters": None,     # linear decay of lambda_ds to 0 over this many steps (None: iterations)
-    "frozen_embedding": True,   # use the given embedding file (gene2vec) frozen; False: train P
-    "ema": {"mode": "none", "every": 2500, "gamma": 0.5, "beta": 0.999},
-    "n_cells": 500,             # cells per gene averaged for the embedding
-}
-"""Every key of the ``methods.impa`` config block, with the demo defaults."""
 
 LOSSES = ["d_real", "d_fake", "r1", "g_adv", "style", "diversity", "cycle", "d_total", "g_total"]
 
 
 def impa_config(cfg: dict | None) -> dict:
-    """The full IMPA config: DEFAULTS updated by ``cfg``; InputError on unknown keys."""
-    out = merge_config(DEFAULTS, cfg, "methods.impa")
-    check_image_size(out["image_size"])
-    return out
+    """The full ``methods.impa`` block: the schema's defaults updated by ``cfg``
+    (``opsembed.io.schema.block_config``); InputError on unknown or invalid keys."""
+    return block_config("methods.impa", cfg)
+
+
+def generator_losses(run: dict, x: torch.Tensor, y: torch.Tensor, n1: torch.Tensor, n2: torch.Tensor,
+                     cfg: dict, ds_weight: float) -> dict[str, torch.Tensor]:
+    """IMPA's G-side losses for controls x (B, C, S, S) translated to genes y (B,) with noise
+    draws n1, n2 (B, noise_dim); ``run`` maps network names to callables.
+
+    With s1 = S(y, n1), fake1 = G(x, s1), fake2 = G(x, S(y, n2)): ``g_adv`` (non-saturating,
+    D_y), ``style`` = mean |E(fake1) - s1|, ``diversity`` = mean |fake1 - fake2| (fake2
+    detached), ``cycle`` = mean |G(fake1, E(x)) - x| and ``g_total`` = g_adv + lambda_sty *
+    style - ds_weight * diversity + lambda_cyc * cycle (scalars).
+    """
+    s1 = run["style"](y, n1)
+    fake1 = run["generator"](x, s1)
+    g_adv = generator_adv_loss(run["discriminator"](fake1, y))
+    style = (run["style_encoder"](fake1) - s1).abs().mean()
+    fake2 = run["generator"](x, run["style"](y, n2))
+    diversity = (fake1 - fake2.detach()).abs().mean()
+    cycle = (run["generator"](fake1, run["style_encoder"](x)) - x).abs().mean()
+    total = g_adv + cfg["lambda_sty"] * style - ds_weight * diversity + cfg["lambda_cyc"] * cycle
+    return {"g_adv": g_adv, "style": style, "diversity": diversity, "cycle": cycle, "g_total": total}
 
 
 def perturbation_table(genes: list[str], path: str | os.PathLike, seed: int) -> np.ndarray:
@@ -87,12 +86,14 @@ def perturbation_table(genes: list[str], path: str | os.PathLike, seed: int) -> 
     return table.astype(np.float32)
 
 
-class ImpaTrainer(GanTrainer):
+class ImpaTrainer(Trainer):
     """IMPA on ``images``; ``cfg`` a full config (see impa_config); ``table`` freezes P."""
 
     name = "impa"
     loss_names = LOSSES
     model_keys = MODEL_KEYS
+    operational_keys = Trainer.operational_keys + (
+        "enabled", "compile", "n_sample_cells", "n_sample_genes", "sample_genes", "n_cells")
 
     def __init__(self, images: CellImages, cfg: dict, seed: int, table: np.ndarray | None = None):
         self.images, self.cfg, self.seed, self.device = images, cfg, int(seed), images.device
@@ -136,37 +137,23 @@ class ImpaTrainer(GanTrainer):
         with autocast(self.device, cfg["bf16"]):
             with torch.no_grad():
                 fake = run["generator"](x, run["style"](yt, n1))
-            real = xt.detach().requires_grad_(cfg["r1_gamma"] > 0)
-            out_real = run["discriminator"](real, yt)
-            d_real = F.softplus(-out_real).mean()
-            d_fake = F.softplus(run["discriminator"](fake, yt)).mean()
-            r1 = r1_penalty(out_real, real) if cfg["r1_gamma"] > 0 else torch.zeros((), device=self.device)
-            d_total = d_real + d_fake + cfg["r1_gamma"] * r1
-        update(self.optimizers["discriminator"], d_total)
+            d = discriminator_loss(run["discriminator"], xt, yt, fake, yt, cfg["r1_gamma"])
+        update(self.optimizers["discriminator"], d["d_total"])
         self.nets["discriminator"].requires_grad_(False)
         with autocast(self.device, cfg["bf16"]):
-            s1 = run["style"](yt, n1)
-            fake1 = run["generator"](x, s1)
-            g_adv = F.softplus(-run["discriminator"](fake1, yt)).mean()
-            style = (run["style_encoder"](fake1) - s1).abs().mean()
-            fake2 = run["generator"](x, run["style"](yt, n2))
-            diversity = (fake1 - fake2.detach()).abs().mean()
-            cycle = (run["generator"](fake1, run["style_encoder"](x)) - x).abs().mean()
-            g_total = (g_adv + cfg["lambda_sty"] * style - self.ds_weight(step) * diversity
-                       + cfg["lambda_cyc"] * cycle)
-        update([self.optimizers[k] for k in GENERATOR_SIDE], g_total)
+            g = generator_losses(run, x, yt, n1, n2, cfg, self.ds_weight(step))
+        update([self.optimizers[k] for k in GENERATOR_SIDE], g["g_total"])
         self.nets["discriminator"].requires_grad_(True)
-        values = [d_real, d_fake, r1, g_adv, style, diversity, cycle, d_total, g_total]
-        return torch.stack([v.detach().float() for v in values])
+        losses = {**d, **g}
+        return torch.stack([losses[n].detach().float() for n in LOSSES])
 
     @torch.no_grad()
-    def sample_restyle(self) -> tuple[np.ndarray, list[str]]:
+    def sample_mosaic(self) -> tuple[np.ndarray, list[str]]:
         x = self.images.get(self.sample_cells).contiguous(memory_format=self.fmt)
         noise = self.sample_noise.to(self.device).expand(len(x), -1)
         out = torch.stack([self.nets["generator"](x, self.nets["style"](
             torch.full((len(x),), g, device=self.device), noise)) for g in self.sample_genes], dim=1)
-        mosaic = sample_grid(x.float().cpu().numpy(), out.float().cpu().numpy())
-        return mosaic, ["input"] + [self.images.genes[g] for g in self.sample_genes]
+        return mosaic(x, out, [self.images.genes[g] for g in self.sample_genes])
 
 
 def train_impa(cells_path: str | os.PathLike, cfg: dict | None, seed: int, model_path, losses_path,
@@ -191,13 +178,8 @@ def extract_impa(model_path, cells_path, out_path, cfg: dict | None, seed: int) 
     cells (``seed``) of each non-control gene; genes without cells are left out."""
     cfg = impa_config(cfg)
     device = resolve_device(cfg["device"])
-    payload = load_model(model_path, "impa", device)
+    payload, nets = load_impa(model_path, device)
     genes, controls, mcfg = payload["genes"], payload["controls"], payload["config"]
-    table = payload["state"].get("style.frozen")
-    nets = build_impa(len(genes), len(payload["channels"]), mcfg,
-                      None if table is None else table.cpu().numpy()).to(device)
-    nets.load_state_dict(payload["state"])
-    nets.eval()
     gene_col = read_obs(cells_path)["gene"].astype(str).to_numpy()
     cells = cells_per_gene(gene_col, genes, controls, cfg["n_cells"], seed)
     encoder = nets["style_encoder"]

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ..io.atomic import atomic_path
+from ..io.figures import save_figure
 from ..io.tables import write_table
 
 
@@ -159,6 +159,4 @@ def save_grid_png(path: str | os.PathLike, mosaic: np.ndarray, columns: list[str
     ax.set_yticks([])
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -22,68 +22,42 @@ repeats the uninterrupted one.
 from __future__ import annotations
 
 import logging
-import os
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..evaluate.ood import INTERVENTIONAL, PREDICTOR_KINDS
 from ..io.embeddings import write_embeddings
 from ..io.errors import InputError
-from ..models.predictors import MODEL_KEYS, GeneClassifier, MixStyleSpec, cross_oe_partners, grad_reverse
-from .checkpoint import load_checkpoint
+from ..io.folds import INTERVENTIONAL, PREDICTOR_KINDS
+from ..io.schema import block_config
+from ..models.predictors import MODEL_KEYS, GeneClassifier, MixStyleSpec, Predictor, cross_oe_partners, grad_reverse
+from ..models.restyler import Restyler, load_restyler
 from .data import CellImages, dihedral, step_generator
 from .device import adam, autocast, resolve_device
-from .ema import ParamEMA
-from .fold_data import FOLD_RUNTIME_DEFAULTS, FoldData, load_fold
-from .gan import update
-from .ist_trainer import Restyler, load_restyler, fold_sample_choice
-from .loop import GanTrainer, merge_config, run_training
-from .monitor import sample_grid
+from .fold_data import FoldData, fold_sample_choice, load_fold
+from .gan import mosaic, update
+from .loop import Trainer, run_training
 
 log = logging.getLogger(__name__)
-
-PREDICTOR_DEFAULTS = {
-    "image_size": 32,
-    "width": 8,
-    "iterations": 300,
-    "batch_size": 32,
-    "lr": 2.0e-3,
-    "betas": [0.9, 0.999],
-    "weight_decay": 1.0e-4,
-    "dr_alpha": 1.0,
-    "dr_weight": 1.0,
-    "mixstyle_p": 0.5,
-    "mixstyle_alpha": 0.1,
-    "mixstyle_stages": [0, 1],
-    "p_original": 0.5,
-    "augment": True,            # random flips and 90-degree rotations of training images
-    "test_time_styles": 4,      # IST test-time correction: average over k restyles (0: off)
-    "checkpoint_every": 250,
-    "log_every": 25,
-    "sample_every": 0,
-    "n_sample_cells": 6,
-    "n_sample_views": 4,
-    "eval_batch_size": 256,
-    **FOLD_RUNTIME_DEFAULTS,
-}
-"""Every key of the ``ood.predictor`` config block, with demo defaults."""
 
 LOSSES = ["ce", "domain_ce", "total", "train_acc"]
 
 
 def predictor_config(cfg: dict | None) -> dict:
-    """PREDICTOR_DEFAULTS updated by ``cfg``; InputError on unknown keys."""
-    return merge_config(PREDICTOR_DEFAULTS, cfg, "ood.predictor")
+    """The full ``ood.predictor`` block: the schema's defaults updated by ``cfg``; InputError
+    on unknown or invalid keys."""
+    return block_config("ood.predictor", cfg)
 
 
-class PredictorTrainer(GanTrainer):
-    """One predictor of kind ``kind`` on one fold; ``restyler`` for the interventional kinds."""
+class PredictorTrainer(Trainer):
+    """One predictor of kind ``kind`` on one fold; ``restyler`` for the interventional kinds. No EMA."""
 
     loss_names = LOSSES
     model_keys = MODEL_KEYS
+    operational_keys = Trainer.operational_keys + ("n_sample_cells", "n_sample_views", "eval_batch_size",
+                                                   "test_time_styles")
 
     def __init__(self, kind: str, data: FoldData, cfg: dict, seed: int, restyler: Restyler | None = None):
         if kind not in PREDICTOR_KINDS:
@@ -103,7 +77,6 @@ class PredictorTrainer(GanTrainer):
         self.nets = nn.ModuleDict(nets).to(self.device)
         self.optimizers = {"all": adam(self.nets.parameters(), cfg["lr"], cfg["betas"], cfg["weight_decay"],
                                        self.device)}
-        self.ema = ParamEMA(self.nets, [], "none")
         self.samplers = {"x": data.gene_sampler(cfg["batch_size"], self.seed, stream=0)}
         if restyler is not None:
             self.samplers["style"] = data.oe_sampler(cfg["batch_size"], self.seed, stream=1)
@@ -153,22 +126,21 @@ class PredictorTrainer(GanTrainer):
         return torch.stack([t.detach().float() for t in (ce, dom, total, acc)])
 
     @torch.no_grad()
-    def sample_restyle(self) -> tuple[np.ndarray, list[str]]:
+    def sample_mosaic(self) -> tuple[np.ndarray, list[str]]:
         """Fixed training cells (rows); for interventional kinds, what the classifier sees when
         they are re-imaged into ``n_sample_views`` training OEs (columns)."""
-        cells, styles = fold_sample_choice(self.data, {"n_sample_cells": self.cfg["n_sample_cells"],
-                                                   "n_sample_oes": self.cfg["n_sample_views"]}, self.seed)
+        cells, styles = fold_sample_choice(self.data, self.cfg["n_sample_cells"], self.cfg["n_sample_views"],
+                                           self.seed)
         x = self.images.get(cells)
         if self.restyler is None:
-            return sample_grid(x.cpu().numpy(), np.empty((len(x), 0) + tuple(x.shape[1:]), np.float32)), ["input"]
+            return mosaic(x, x.new_empty((len(x), 0) + tuple(x.shape[1:])), [])
         s = self.images.get(styles)
         oe = torch.as_tensor(self.data.oe_ids[styles], device=self.device)
         out = torch.stack([self.restyler(x, s[i].expand_as(x), oe[i].expand(len(x))) for i in range(len(s))], 1)
-        return sample_grid(x.cpu().numpy(), out.float().cpu().numpy()), \
-            ["input"] + [self.data.oes[int(o)] for o in oe]
+        return mosaic(x, out, [self.data.oes[int(o)] for o in oe])
 
     def model_payload(self, step: int) -> dict:
-        state = {k[len("classifier."):]: v for k, v in self.ema.exported_state(self.nets).items()
+        state = {k[len("classifier."):]: v for k, v in self.exported_state().items()
                  if k.startswith("classifier.")}
         return {"method": "predictor", "kind": self.kind, "step": step, "seed": self.seed,
                 "config": {k: self.cfg[k] for k in MODEL_KEYS}, "genes": self.images.genes,
@@ -193,53 +165,6 @@ def train_predictor(kind: str, cells_path, ood_cfg: dict | None, cfg: dict | Non
             raise InputError(f"{generator_path}: a {restyler.kind} model, but predictor {kind!r} needs {kind}.")
     run_training(PredictorTrainer(kind, data, cfg, seed, restyler), checkpoint_dir, model_path, losses_path,
                  samples_path)
-
-
-class Predictor:
-    """A trained predictor file: ``kind``, ``fold``, ``genes``, ``controls``, ``train_genes``,
-    ``image_size`` and the classifier (eval mode, on ``device``)."""
-
-    def __init__(self, path: str | os.PathLike, device: torch.device):
-        payload = load_checkpoint(path, map_location=device)
-        if payload is None or payload.get("method") != "predictor":
-            raise InputError(f"{path}: not a predictor model file; rerun its training rule.")
-        for key in ("kind", "fold", "genes", "controls", "train_genes", "oes"):
-            setattr(self, key, payload[key])
-        self.image_size = int(payload["config"]["image_size"])
-        self.device = device
-        self.net = GeneClassifier(len(payload["channels"]), len(self.genes), payload["config"])
-        self.net.load_state_dict(payload["state"])
-        self.net.to(device).eval().requires_grad_(False)
-        self.mask = torch.full((len(self.genes),), float("-inf"), device=device)
-        self.mask[torch.as_tensor(self.train_genes, dtype=torch.long)] = 0.0
-
-    @torch.no_grad()
-    def outputs(self, images: CellImages, rows: np.ndarray, batch_size: int = 256,
-                restyler: Restyler | None = None, style_rows: np.ndarray | None = None,
-                style_oes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(probabilities (n, G) float64, zero for genes without training cells; penultimate
-        features (n, d) float32) of the cells ``rows``.
-
-        With ``restyler`` and k ``style_rows`` (and their OE ids ``style_oes``), each cell is
-        re-imaged into each style and the probabilities and features are averaged over the
-        k versions (IST test-time correction).
-        """
-        probs, feats = [], []
-        for start in range(0, len(rows), batch_size):
-            x = images.get(rows[start:start + batch_size])
-            views = [x]
-            if restyler is not None:
-                s = images.get(style_rows)
-                oe = torch.as_tensor(style_oes, device=self.device)
-                views = [restyler(x, s[i].expand_as(x), oe[i].expand(len(x))) for i in range(len(s))]
-            p, f = 0.0, 0.0
-            for v in views:
-                h = self.net.features(v)
-                p = p + (self.net.head(h).float() + self.mask).softmax(dim=1)
-                f = f + h.float()
-            probs.append((p / len(views)).double().cpu().numpy())
-            feats.append((f / len(views)).cpu().numpy())
-        return np.concatenate(probs), np.concatenate(feats)
 
 
 def gene_means(feats: np.ndarray, genes: np.ndarray, controls: str) -> tuple[list[str], np.ndarray]:
