@@ -43,7 +43,7 @@ FACTORS: dict[str, tuple[str, tuple[float, ...]]] = {
     "tubulin_intensity": ("relative", (0.45, 0.9, 1.9)),
     "actin_intensity": ("relative", (0.45, 0.9, 1.7)),
     "cell_elongation": ("major / minor axis", (1.25, 1.8, 2.6)),
-    "cell_angle": ("radians", (0.0, math.pi / 4, math.pi / 2, 3 * math.pi / 4)),
+    "cell_angle": ("radians", (0.0, math.pi / 4, math.pi / 2)),
 }
 """The Source factors of variation and their discrete values (names match factors.tsv)."""
 
