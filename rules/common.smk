@@ -150,6 +150,17 @@ def plate_flatfield(wildcards):
     return f"results/preprocess/flatfield/{wildcards.plate}.npz"
 
 
+##### params: the keys a job reads #####
+
+
+def config_keys(block, keys=None, omit=()):
+    """The keys of the config block `block` (a dict) that a job reads, as its params: those
+    of `keys` (None: all) less those of `omit`. Snakemake reruns a job when a param changes,
+    so a job gets no key it does not read. The library fills any key left out with the
+    schema's default (opsembed.io.schema.block_config)."""
+    return {k: v for k, v in block.items() if (keys is None or k in keys) and k not in omit}
+
+
 ##### embedding methods #####
 # A method's rule file (rules/methods/NAME.smk) calls register_method(); nothing else
 # in the workflow names it.

@@ -11,6 +11,9 @@ GRAPE_TRAINING = {
 
 register_method("grape", outputs=["grape", "grape_p2", "grape_p3"], training={"grape": GRAPE_TRAINING})
 
+GRAPE = config["methods"]["grape"]
+GRAPE_EXTRACT = ["device", "n_cells_p3"]  # what extract_grape reads; generative_check_grape names its own
+
 
 rule train_grape:
     input:
@@ -25,8 +28,8 @@ rule train_grape:
             labels={"method": "grape", "figure": "samples"},
         ),
     params:
-        cfg=config["methods"]["grape"],
-        seed=config["methods"]["grape"]["seed"],
+        cfg=config_keys(GRAPE, omit=["enabled", "n_cells_p3", "n_cells_generative"]),
+        seed=GRAPE["seed"],
         checkpoint_dir="results/train/grape/checkpoints",
         tensorboard_dir="results/train/grape/tensorboard",
     log:
@@ -53,8 +56,8 @@ rule extract_grape:
         p2="results/embeddings/grape_p2.tsv",
         p3="results/embeddings/grape_p3.tsv",
     params:
-        cfg=config["methods"]["grape"],
-        seed=config["methods"]["grape"]["seed"],
+        cfg=config_keys(GRAPE, GRAPE_EXTRACT),
+        seed=GRAPE["seed"],
     log:
         "results/logs/extract_grape.log",
     benchmark:
@@ -83,9 +86,9 @@ rule generative_check_grape:
             labels={"method": "grape", "figure": "generative check"},
         ),
     params:
-        n_cells=config["methods"]["grape"]["n_cells_generative"],
-        seed=config["methods"]["grape"]["seed"],
-        device=config["methods"]["grape"]["device"],
+        n_cells=GRAPE["n_cells_generative"],
+        seed=GRAPE["seed"],
+        device=GRAPE["device"],
     log:
         "results/logs/generative_check_grape.log",
     benchmark:

@@ -6,6 +6,8 @@ IMPA_TRAINING = {"losses": "results/train/impa/losses.tsv", "samples": "results/
 
 register_method("impa", outputs=["impa"], training={"impa": IMPA_TRAINING})
 
+IMPA = config["methods"]["impa"]
+
 
 rule train_impa:
     input:
@@ -13,7 +15,7 @@ rule train_impa:
         # gene2vec's vectors, frozen, when gene2vec runs; otherwise IMPA trains its own table
         embedding=(
             embedding_if_registered("gene2vec")
-            if config["methods"]["impa"]["frozen_embedding"]
+            if IMPA["frozen_embedding"]
             else []
         ),
     output:
@@ -26,8 +28,8 @@ rule train_impa:
             labels={"method": "impa"},
         ),
     params:
-        cfg=config["methods"]["impa"],
-        seed=config["methods"]["impa"]["seed"],
+        cfg=config_keys(IMPA, omit=["enabled", "n_cells"]),
+        seed=IMPA["seed"],
         checkpoint_dir="results/train/impa/checkpoints",
         tensorboard_dir="results/train/impa/tensorboard",
     log:
@@ -52,8 +54,8 @@ rule extract_impa:
     output:
         embeddings="results/embeddings/impa.tsv",
     params:
-        cfg=config["methods"]["impa"],
-        seed=config["methods"]["impa"]["seed"],
+        cfg=config_keys(IMPA, ["device", "n_cells"]),
+        seed=IMPA["seed"],
     log:
         "results/logs/extract_impa.log",
     benchmark:

@@ -3,9 +3,16 @@
 # (IST; StarGAN v2 over OEs) and one job trains and one scores each gene predictor. The
 # IID fold's predictors give the embedding methods ist, naive, dr and mixstyle.
 
-from opsembed.io.folds import PREDICTOR_KINDS, list_folds
+from opsembed.evaluate.ood import METRIC_KEYS
+from opsembed.io.folds import FOLD_KEYS, PREDICTOR_KINDS, list_folds
 
 OOD = config["ood"]
+# the keys each kind of job reads (so that editing another key reruns none of them)
+OOD_FOLDS_CFG = config_keys(OOD, FOLD_KEYS)
+OOD_EVAL_CFG = config_keys(OOD, FOLD_KEYS + METRIC_KEYS)
+PREDICTOR_EVAL_ONLY = ["eval_batch_size", "test_time_styles"]  # read by scoring, not training
+PREDICTOR_EVAL = ["device", "data_in_memory", "memory_fraction"] + PREDICTOR_EVAL_ONLY
+PREDICTOR_EMBED = ["device", "data_in_memory", "memory_fraction", "eval_batch_size"]
 OOD_PREDICTORS = OOD["predictors"] if OOD["enabled"] else []
 OOD_LEVEL_COLUMNS = sorted({c for level in OOD["levels"] for c in level["columns"]})
 OOD_FOLDS = (
@@ -56,7 +63,7 @@ rule train_ist:
         losses="results/ood/{fold}/ist_generator/losses.tsv",
         samples="results/ood/{fold}/ist_generator/samples.png",
     params:
-        ood=OOD,
+        ood=OOD_FOLDS_CFG,
         cfg=OOD["ist"],
         seed=OOD["seed"],
         checkpoint_dir="results/ood/{fold}/ist_generator/checkpoints",
@@ -83,8 +90,8 @@ rule train_stargan_oe:
         losses="results/ood/{fold}/stargan_generator/losses.tsv",
         samples="results/ood/{fold}/stargan_generator/samples.png",
     params:
-        ood=OOD,
-        cfg=OOD["stargan"],
+        ood=OOD_FOLDS_CFG,
+        cfg=config_keys(OOD["stargan"], omit=["n_cells_p3", "n_cells_generative"]),
         seed=OOD["seed"],
         checkpoint_dir="results/ood/{fold}/stargan_generator/checkpoints",
     log:
@@ -111,8 +118,8 @@ rule train_predictor:
         losses="results/ood/{fold}/{predictor}/losses.tsv",
         samples="results/ood/{fold}/{predictor}/samples.png",
     params:
-        ood=OOD,
-        cfg=OOD["predictor"],
+        ood=OOD_FOLDS_CFG,
+        cfg=config_keys(OOD["predictor"], omit=PREDICTOR_EVAL_ONLY),
         seed=OOD["seed"],
         checkpoint_dir="results/ood/{fold}/{predictor}/checkpoints",
     log:
@@ -140,8 +147,8 @@ rule ood_fold_eval:
         metrics="results/ood/{fold}/{predictor}/metrics.tsv",
         features="results/ood/{fold}/{predictor}/features.tsv",
     params:
-        ood=OOD,
-        cfg=OOD["predictor"],
+        ood=OOD_EVAL_CFG,
+        cfg=config_keys(OOD["predictor"], PREDICTOR_EVAL),
     log:
         "results/logs/ood_fold_eval/{fold}/{predictor}.log",
     benchmark:
@@ -197,7 +204,7 @@ rule embed_predictor:
     output:
         embeddings="results/embeddings/{predictor}.tsv",
     params:
-        cfg=OOD["predictor"],
+        cfg=config_keys(OOD["predictor"], PREDICTOR_EMBED),
     log:
         "results/logs/embed_predictor/{predictor}.log",
     benchmark:

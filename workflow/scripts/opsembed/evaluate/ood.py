@@ -15,6 +15,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+METRIC_KEYS = ("max_eval_cells", "knn_neighbors", "harmony_pcs", "lisi_perplexity")
+"""Keys of the ``ood`` block the metrics read besides the folds' (``opsembed.io.folds.FOLD_KEYS``)."""
+
 
 def scored_labels(y_train, y_test) -> list:
     """Labels that have both training and test cells (sorted): the genes a fold scores."""

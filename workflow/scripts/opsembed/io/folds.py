@@ -38,8 +38,9 @@ mixstyle, stargan, ist)."""
 INTERVENTIONAL = ("stargan", "ist")
 """Kinds trained through a fold's generator (its model file is an input)."""
 
-FOLD_KEYS = ("seed", "oe_columns", "levels", "iid_test_fraction", "genes", "max_genes")
-"""Keys of the ``ood`` block that define the folds (what a fold's training job reads)."""
+FOLD_KEYS = ("seed", "oe_columns", "levels", "iid_test_fraction", "genes", "max_genes", "batch_level")
+"""Keys of the ``ood`` block that define the folds: what a fold's training job reads (with
+``batch_level``, which a cross-key rule ties to the names of ``levels``)."""
 
 
 def ood_config(cfg: dict | None) -> dict:
