@@ -67,17 +67,19 @@ def cell_groups(columns, optional=()):
 
         table = screen_layout(config["simulate"])
     else:
-        from opsembed.io.cells import check_path_names
+        from opsembed.io.cells import check_path_names, separator_hint
         from opsembed.io.errors import InputError
         from opsembed.io.tables import read_table, table_columns
 
         path = config["input"]["cells"]
         rename = config["input"]["columns"]
         source = {dst: src for src, dst in rename.items()}
-        present = set(table_columns(path))
+        header = table_columns(path)
+        present = set(header)
         missing = [c for c in columns if source.get(c, c) not in present]
         if missing:
-            raise InputError(f"{path}: missing column(s) {missing}; map other spellings with input.columns.")
+            raise InputError(f"{path}: missing column(s) {missing}; map other spellings with "
+                             f"input.columns.{separator_hint(header)}")
         read = [source.get(c, c) for c in list(columns) + list(optional) if source.get(c, c) in present]
         table = read_table(path, columns=read, text=read).rename(columns=rename)  # ids: as written
         check_path_names(table, path)  # they name files: caught here, before any path is built

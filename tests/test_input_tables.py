@@ -192,6 +192,15 @@ def test_wide_form_splits_on_spaces(tmp_path):
             "Arp2/3": ["ACTR2", "ACTR3"], "MCM": ["MCM2", "MCM3", "MCM4"]}
 
 
+def test_ambiguous_headerless_ground_truth_asks_for_a_header(tmp_path):
+    """Names repeat (long?) but most lines list several genes (wide?): neither is guessed."""
+    (tmp_path / "a.tsv").write_text("MCM\tMCM2 MCM3\nMCM\tMCM4 MCM5\nArp\tACTR2\n")
+    with pytest.raises(InputError, match=r"a\.tsv: cannot tell the layout.*Add a header line"):
+        read_complexes(tmp_path / "a.tsv")
+    (tmp_path / "a.tsv").write_text("name\tgenes\nMCM\tMCM2 MCM3\nMCM\tMCM4 MCM5\nArp\tACTR2\n")
+    assert len(read_complexes(tmp_path / "a.tsv")) == 5  # with the wide header: MCM's 4 + ACTR2
+
+
 def test_real_corum_file_reads_as_wide(real_data):
     got = read_complexes(real_data / "corum" / "CORUM_clusters.tsv")
     assert got["complex"].nunique() == 2696
@@ -245,6 +254,13 @@ def test_non_utf8_beyond_the_sniffed_head_is_still_named(tmp_path):
     body = "plate,well,tile,y,x,gene\n" + "P1,A1,0,1,2,G\n" * 6000
     (tmp_path / "c.csv").write_bytes(body.encode() + "P1,A1,0,1,2,G\u00e8ne\n".encode("latin-1"))
     with pytest.raises(InputError, match=r"c\.csv: not UTF-8 text .*expected a comma-separated"):
+        read_cells(tmp_path / "c.csv")
+
+
+def test_a_table_with_the_wrong_separator_says_so(tmp_path):
+    (tmp_path / "c.csv").write_text("plate;well;tile;y;x;gene\nP1;A1;0;1;2;G\n")
+    with pytest.raises(InputError, match=r"c\.csv: missing required.*one column, 'plate;well;.*"
+                                         r"must be comma-separated"):
         read_cells(tmp_path / "c.csv")
 
 

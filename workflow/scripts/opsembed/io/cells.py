@@ -54,7 +54,7 @@ def read_cells(path: str | os.PathLike, columns: dict[str, str] | None = None,
     if missing:
         raise InputError(
             f"{path}: missing required column(s) {missing}. Required: {REQUIRED}. "
-            "Rename other spellings with input.columns in your config."
+            f"Rename other spellings with input.columns in your config.{separator_hint(df.columns)}"
         )
     if df.columns.duplicated().any():
         dup = list(df.columns[df.columns.duplicated()])
@@ -84,6 +84,16 @@ def read_cells(path: str | os.PathLike, columns: dict[str, str] | None = None,
                          f"(row {_row(dup)}). cell_id must be unique.")
     first = REQUIRED + OPTIONAL
     return df[first + [c for c in df.columns if c not in first]].reset_index(drop=True)
+
+
+def separator_hint(header) -> str:
+    """A sentence for a missing-column error when ``header`` is a single column holding
+    separators (a ``;``-separated .csv, a tab-separated .csv ...); else ""."""
+    header = [str(c) for c in header]
+    if len(header) == 1 and any(sep in header[0] for sep in ",;\t"):
+        return (f" Its header is one column, {header[0][:60]!r}: a .csv file must be "
+                "comma-separated and a .tsv file tab-separated.")
+    return ""
 
 
 def check_path_names(df: pd.DataFrame, path) -> None:

@@ -6,7 +6,8 @@ are skipped. The layout is decided once per file, in this order:
 1. A header line decides: ``complex<TAB>gene`` (or ``name<TAB>gene``) is the **long**
    form, ``name<TAB>genes`` (or ``complex<TAB>genes``) the **wide** form.
 2. Without a header, the file is long when some complex name appears on more than one
-   line, wide otherwise.
+   line, wide otherwise; a file whose names repeat while most of its lines hold several
+   space-separated words fits neither and must get a header.
 
 Long form: one gene per line, the value taken whole (a symbol may contain spaces).
 Wide form (EFAAR ``CORUM_clusters.tsv``): one complex per line, its genes separated by
@@ -37,7 +38,7 @@ def read_complexes(path: str | os.PathLike) -> pd.DataFrame:
     The layout (long or wide) is detected as the module docstring says. Duplicate
     (complex, gene) pairs are dropped. Raises InputError naming the file (and line) when
     it is missing, binary or not UTF-8, a line has other than two tab-separated fields
-    or an empty name or gene, or no complex is found.
+    or an empty name or gene, the layout is ambiguous, or no complex is found.
     """
     if not os.path.exists(path):
         raise InputError(f"{path}: ground-truth file not found. Check input.ground_truth.")
@@ -64,7 +65,13 @@ def ground_truth_layout(path, lines: list[tuple[int, str, str]]) -> str:
         if header:
             return header
     names = [name for _, name, _ in lines]
-    return LONG if len(set(names)) < len(names) else WIDE
+    if len(set(names)) == len(names):
+        return WIDE
+    if sum(len(value.split()) > 1 for _, _, value in lines) > len(lines) / 2:
+        raise InputError(f"{path}: cannot tell the layout: complex names repeat (long form) but most "
+                         "lines list several space-separated genes (wide form). Add a header line, "
+                         "`complex<TAB>gene` (long) or `name<TAB>genes` (wide).")
+    return LONG
 
 
 def _read_lines(path) -> list[tuple[int, str, str]]:
