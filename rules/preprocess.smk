@@ -16,6 +16,7 @@ rule validate_inputs:
         controls=config["controls"],
         batch_key=config["batch_key"],
         tiles=tiles_pattern,
+        channel_tokens=config["input"]["channel_tokens"],
         crop_size=config["preprocess"]["crop"]["size"],
         # further id columns read as text: those of the OOD levels (e.g. series)
         text_columns=sorted({c for level in config["ood"]["levels"] for c in level["columns"]}),
@@ -50,6 +51,9 @@ rule fit_flatfield:
         cfg=config["preprocess"]["flatfield"],
         channels=config["channels"],
         seed=config["seed"],
+        tile_refs=plate_tile_refs,
+        tiles=tiles_pattern,
+        channel_tokens=config["input"]["channel_tokens"],
     log:
         "results/logs/fit_flatfield/{plate}.log",
     benchmark:
@@ -83,6 +87,7 @@ rule rescale_percentiles:
         plates=PLATES,
         seed=config["seed"],
         tiles=tiles_pattern,
+        channel_tokens=config["input"]["channel_tokens"],
     log:
         "results/logs/rescale_percentiles.log",
     benchmark:
@@ -109,6 +114,7 @@ rule crop_well:
         crop=config["preprocess"]["crop"],
         channels=config["channels"],
         tiles=tiles_pattern,
+        channel_tokens=config["input"]["channel_tokens"],
     log:
         "results/logs/crop_well/{plate}/{well}.log",
     benchmark:

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import tifffile
 
+from opsembed.io.errors import InputError
 from opsembed.io.h5 import read_attrs, read_crops, read_obs
 from opsembed.io.tables import write_table
 from opsembed.preprocess.crops import centre_index, crop_tile, plan_well, run_crop_well, window_inside
@@ -99,3 +100,77 @@ def test_well_without_kept_cells_gives_a_valid_empty_file(tmp_path):
     assert (attrs["n_cells"], attrs["n_kept"], attrs["n_dropped_edge"]) == (1, 0, 1)
     assert read_crops(tmp_path / "W.h5").shape == (0, 2, 16, 16)
     assert len(read_obs(tmp_path / "W.h5")) == 0
+
+
+def _two_tile_well(tmp_path, second: np.ndarray):
+    """Well W of plate P: tile t (a dot per cell on a gradient) and tile z (``second``), 2 cells each."""
+    good = np.zeros((2, 32, 32), np.float32)
+    good[1] = np.arange(32, dtype=np.float32)[None, :]  # a gradient: never a constant crop
+    (tmp_path / "P" / "W").mkdir(parents=True)
+    tifffile.imwrite(tmp_path / "P/W/t.tif", good, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "P/W/z.tif", second, photometric="minisblack")
+    cells = pd.DataFrame({"plate": "P", "well": "W", "tile": ["t", "z", "t", "z"], "y": [10.0, 12.0, 20.0, 16.0],
+                          "x": [12.0, 12.0, 20.0, 16.0], "gene": ["g", "g", "nontargeting", "nontargeting"],
+                          "cell_id": ["t1", "z1", "t2", "z2"], "batch": "P"})
+    _well_inputs(tmp_path, cells)
+    return str(tmp_path / "{plate}/{well}/{tile}.tif")
+
+
+def test_blank_crops_of_an_all_zero_tile_are_dropped_counted_and_named(tmp_path, caplog):
+    """Case 2: an all-zero tile gives blank crops; they are dropped (n_dropped_blank) with a warning."""
+    pattern = _two_tile_well(tmp_path, np.zeros((2, 32, 32), np.float32))
+    with caplog.at_level("WARNING"):
+        run_crop_well(tmp_path / "cells.parquet", tmp_path / "ff.npz", tmp_path / "pct.tsv", tmp_path / "W.h5",
+                      {"size": 16, "edge": "pad"}, ["a", "b"], pattern, "P", "W")
+    attrs = read_attrs(tmp_path / "W.h5")
+    assert (attrs["n_cells"], attrs["n_kept"], attrs["n_dropped_blank"], attrs["n_dropped_edge"]) == (4, 2, 2, 0)
+    assert read_obs(tmp_path / "W.h5")["cell_id"].tolist() == ["t1", "t2"]
+    crops = read_crops(tmp_path / "W.h5")
+    assert crops.shape == (2, 2, 16, 16)
+    np.testing.assert_allclose(crops[0, 1, 0, :3], np.array([4, 5, 6]) / 100, atol=1e-3)  # t1: columns 4..19
+    messages = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("P/W/z.tif: every channel is constant (every pixel 0)" in m for m in messages)
+    assert any("2 of 4 crops are blank" in m for m in messages)
+    assert not list(tmp_path.glob(".*.h5"))  # no temporary file left behind
+
+
+def test_a_constant_channel_is_named_but_its_crops_kept(tmp_path, caplog):
+    second = np.zeros((2, 32, 32), np.float32)
+    second[0, 12, 12] = 50.0  # a dot in channel a; channel b is empty
+    pattern = _two_tile_well(tmp_path, second)
+    with caplog.at_level("WARNING"):
+        run_crop_well(tmp_path / "cells.parquet", tmp_path / "ff.npz", tmp_path / "pct.tsv", tmp_path / "W.h5",
+                      {"size": 16, "edge": "pad"}, ["a", "b"], pattern, "P", "W")
+    attrs = read_attrs(tmp_path / "W.h5")
+    # z1's crop holds the dot; z2's window (rows 8..23) too: none is blank
+    assert (attrs["n_kept"], attrs["n_dropped_blank"]) == (4, 0)
+    assert any("P/W/z.tif: channel(s) ['b'] are constant" in r.getMessage() for r in caplog.records)
+
+
+def test_nan_pixels_in_a_tile_fail_the_well_naming_the_tile(tmp_path):
+    """Case 1: a NaN in a tile no sample touched fails crop_well, and nothing is written."""
+    second = np.ones((2, 32, 32), np.float32)
+    second[1, 3, 4] = np.nan
+    pattern = _two_tile_well(tmp_path, second)
+    with pytest.raises(InputError, match=r"P/W/z\.tif: 1 pixel\(s\) are NaN or infinite"):
+        run_crop_well(tmp_path / "cells.parquet", tmp_path / "ff.npz", tmp_path / "pct.tsv", tmp_path / "W.h5",
+                      {"size": 16, "edge": "pad"}, ["a", "b"], pattern, "P", "W")
+    assert not (tmp_path / "W.h5").exists() and not list(tmp_path.glob(".*.h5"))
+
+
+def test_crop_well_reads_one_file_per_channel(tmp_path):
+    tile = np.zeros((2, 32, 32), np.uint16)
+    tile[0, 10, 12] = 100
+    tile[1] = np.arange(32, dtype=np.uint16)[None, :]
+    (tmp_path / "P" / "W").mkdir(parents=True)
+    for token, plane in zip(("ch5", "ch2"), tile):
+        tifffile.imwrite(tmp_path / f"P/W/t-{token}.tiff", plane, compression="lzw")
+    cells = pd.DataFrame({"plate": "P", "well": "W", "tile": "t", "y": [10.0], "x": [12.0], "gene": "g",
+                          "cell_id": ["c1"], "batch": "P"})
+    _well_inputs(tmp_path, cells)
+    run_crop_well(tmp_path / "cells.parquet", tmp_path / "ff.npz", tmp_path / "pct.tsv", tmp_path / "W.h5",
+                  {"size": 16, "edge": "pad"}, ["a", "b"], str(tmp_path / "{plate}/{well}/{tile}-{channel}.tiff"),
+                  "P", "W", channel_tokens={"a": "ch5", "b": "ch2"})
+    crops = read_crops(tmp_path / "W.h5")
+    assert crops[0, 0, 8, 8] == 1.0 and crops[0, 0].sum() == 1.0
+    np.testing.assert_allclose(crops[0, 1, 0, :2], [0.04, 0.05], atol=1e-3)  # columns 4, 5 of the gradient

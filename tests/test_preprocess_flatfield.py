@@ -5,7 +5,9 @@ import pytest
 import tifffile
 from scipy.ndimage import gaussian_filter
 
-from opsembed.preprocess.flatfield import correct, fit_basic, load_model, run_fit_flatfield, sample_paths
+from opsembed.io.errors import InputError
+from opsembed.preprocess.flatfield import (correct, fit_basic, load_model, run_fit_flatfield, sample_paths,
+                                           save_model)
 
 SIZE = 128  # BaSiC's working size: no resampling inside the fit
 
@@ -115,3 +117,98 @@ def test_configured_camera_offset_restores_the_vignetting_amplitude(tmp_path):
     np.testing.assert_allclose(dark, 100.0)  # the offset lives in the darkfield
     amplitude = np.ptp(gaussian_filter(flat[0], 4)) / np.ptp(gaussian_filter(truth, 4))
     assert 0.8 < amplitude < 1.2
+
+
+def _write_tiles(tmp_path, stack, name="t"):
+    paths = []
+    for i, tile in enumerate(stack):
+        paths.append(tmp_path / f"{name}{i}.tif")
+        tifffile.imwrite(paths[-1], tile, photometric="minisblack")
+    return paths
+
+
+ENABLED = {"enabled": True, "n_tiles": 24, "get_darkfield": False}
+
+
+def test_one_tile_plate_or_n_tiles_1_is_a_clear_error_not_an_index_error(tmp_path):
+    """Case 13: BaSiC raises IndexError on one tile; the fit refuses first, naming the key."""
+    paths = _write_tiles(tmp_path, _tiles(2, _vignetting(), 0.0).astype(np.uint16))
+    with pytest.raises(InputError, match=r"plate P1: 1 tile\(s\); BaSiC needs at least 2 .*"
+                                         r"preprocess\.flatfield\.enabled: false"):
+        run_fit_flatfield(paths[:1], tmp_path / "ff.npz", tmp_path / "ff.png", ENABLED, ["a"], 0, "P1")
+    with pytest.raises(InputError, match=r"preprocess\.flatfield\.n_tiles = 1: BaSiC needs at least 2"):
+        run_fit_flatfield(paths, tmp_path / "ff.npz", tmp_path / "ff.png", dict(ENABLED, n_tiles=1), ["a"], 0, "P1")
+    assert not (tmp_path / "ff.npz").exists()
+
+
+def test_constant_tiles_are_left_out_of_the_fit():
+    """Case 2: an all-zero tile in the sample does not enter the channel's fit."""
+    tiles = _tiles(6, _vignetting(), 0.0, seed=4)
+    with_zero = np.concatenate([tiles[:3], np.zeros((1, 1, SIZE, SIZE), np.float32), tiles[3:]])
+    flat, dark = fit_basic(with_zero, get_darkfield=False)
+    np.testing.assert_array_equal(flat, fit_basic(tiles, get_darkfield=False)[0])
+
+
+def test_a_channel_constant_in_every_tile_is_an_error_and_no_nan_model_is_written(tmp_path, caplog):
+    """Case 2: all-zero tiles made BaSiC write an all-NaN flatfield."""
+    stack = np.concatenate([_tiles(4, _vignetting(), 0.0), np.zeros((4, 1, SIZE, SIZE), np.float32)], axis=1)
+    paths = _write_tiles(tmp_path, stack.astype(np.uint16))
+    with caplog.at_level("WARNING"), pytest.raises(
+            InputError, match=r"plate P1, channel 'b': 0 of 4 sampled tiles are not constant; BaSiC needs at least 2"):
+        run_fit_flatfield(paths, tmp_path / "ff.npz", tmp_path / "ff.png", ENABLED, ["a", "b"], 0, "P1")
+    assert not (tmp_path / "ff.npz").exists()
+    assert any("t0.tif: channel(s) ['b'] are constant (every pixel 0)" in r.getMessage() for r in caplog.records)
+
+
+def test_non_finite_basic_output_is_an_error(monkeypatch):
+    import basicpy
+
+    class NaNBaSiC:
+        def __init__(self, **kw):
+            pass
+
+        def fit(self, images):
+            self.flatfield = np.full(images.shape[1:], np.nan, np.float32)
+            self.darkfield = np.zeros(images.shape[1:], np.float32)
+
+    monkeypatch.setattr(basicpy, "BaSiC", NaNBaSiC)
+    with pytest.raises(InputError, match=r"channel 'DNA': BaSiC returned a non-finite flatfield or darkfield "
+                                         r"from 3 tiles"):
+        fit_basic(_tiles(3, _vignetting(), 0.0), get_darkfield=False, channels=["DNA"])
+
+
+def test_nan_pixels_in_a_sampled_tile_name_the_tile(tmp_path):
+    """Case 1: a float tile with NaN fails the fit naming the tile, not the channel."""
+    stack = _tiles(3, _vignetting(), 0.0)
+    stack[1, 0, 5, 5] = np.nan
+    paths = _write_tiles(tmp_path, stack)
+    with pytest.raises(InputError, match=r"t1\.tif: 1 pixel\(s\) are NaN or infinite"):
+        run_fit_flatfield(paths, tmp_path / "ff.npz", tmp_path / "ff.png", ENABLED, ["a"], 0, "P1")
+
+
+def test_a_non_finite_model_file_is_refused_naming_it(tmp_path):
+    flat = np.ones((1, 4, 4), np.float32)
+    with pytest.raises(ValueError, match="non-finite"):
+        save_model(tmp_path / "ff.npz", flat * np.nan, flat, ["a"], [])
+    np.savez(tmp_path / "old.npz", flatfield=flat * np.nan, darkfield=flat, channels=np.array(["a"]),
+             tiles=np.array([], dtype=str))
+    with pytest.raises(InputError, match=r"old\.npz: the flatfield model holds non-finite"):
+        load_model(tmp_path / "old.npz")
+
+
+def test_fit_reads_one_file_per_channel(tmp_path):
+    field = _vignetting()
+    stack = np.concatenate([_tiles(6, field, 0.0), _tiles(6, field[::-1], 0.0, seed=1)], axis=1).astype(np.uint16)
+    refs = []
+    for i, tile in enumerate(stack):
+        for token, plane in zip(("5", "2"), tile):
+            tifffile.imwrite(tmp_path / f"f{i}-ch{token}.tiff", plane, compression="lzw")
+        refs.append(str(tmp_path / f"f{i}-ch{{channel}}.tiff"))
+    pattern = str(tmp_path / "{plate}{well}{tile}-ch{channel}.tiff")
+    cfg = dict(ENABLED, n_tiles=6)
+    run_fit_flatfield(refs, tmp_path / "ff.npz", tmp_path / "ff.png", cfg, ["DNA", "ER"], 0, "P1",
+                      channel_tokens={"DNA": "5", "ER": "2"}, tiles_pattern=pattern)
+    flat, _, channels = load_model(tmp_path / "ff.npz")
+    assert channels == ["DNA", "ER"] and flat.shape == (2, SIZE, SIZE)
+    assert np.corrcoef(flat[0].ravel(), field.ravel())[0, 1] > 0.9
+    assert np.corrcoef(flat[1].ravel(), field[::-1].ravel())[0, 1] > 0.9

@@ -123,8 +123,9 @@ def test_merge_keeps_every_cell_once_in_image_order(wells):
                                                                                        "plate", 3)
     assert attrs["channels"] == CHANNELS
     summary = read_table(root / "summary.tsv")
-    assert summary.values.tolist() == [["B1", "A01", 6, 5, 1, 0], ["B1", "A02", 3, 2, 1, 0],
-                                       ["B2", "A01", 5, 4, 1, 0], ["B2", "A02", 1, 0, 1, 0]]
+    # n_cells, n_kept, n_dropped_edge, n_dropped_blank (0: these files predate the attr), n_padded
+    assert summary.values.tolist() == [["B1", "A01", 6, 5, 1, 0, 0], ["B1", "A02", 3, 2, 1, 0, 0],
+                                       ["B2", "A01", 5, 4, 1, 0, 0], ["B2", "A02", 1, 0, 1, 0, 0]]
 
 
 def test_missing_well_file_is_detected(wells):

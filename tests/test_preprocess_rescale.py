@@ -82,3 +82,18 @@ def test_run_writes_table_from_corrected_tiles(tmp_path):
         np.testing.assert_allclose(low, expected[0], rtol=1e-6)
         np.testing.assert_allclose(high, expected[1], rtol=1e-6)
     assert (tmp_path / "pct.png").exists()
+
+
+def test_nan_pixel_in_a_sampled_tile_names_the_tile(tmp_path):
+    """Case 1: NaN in a float tile named at once, not a 'constant channel' or NaN percentile."""
+    tile = np.arange(2 * 8 * 8, dtype=np.float32).reshape(2, 8, 8)
+    tile[0, 1, 1] = np.nan
+    (tmp_path / "P1" / "W").mkdir(parents=True)
+    tifffile.imwrite(tmp_path / "P1/W/t0.tif", tile, photometric="minisblack")
+    pd.DataFrame({"plate": ["P1"], "well": ["W"], "tile": ["t0"]}).to_parquet(tmp_path / "cells.parquet")
+    save_model(tmp_path / "P1.npz", np.ones((2, 8, 8), np.float32), np.zeros((2, 8, 8), np.float32), ["a", "b"], [])
+    cfg = {"low": 5.0, "high": 95.0, "scope": "plate", "n_tiles": 3}
+    with pytest.raises(InputError, match=r"P1/W/t0\.tif: 1 pixel\(s\) are NaN or infinite"):
+        run_rescale_percentiles(tmp_path / "cells.parquet", [tmp_path / "P1.npz"], tmp_path / "pct.tsv", None,
+                                cfg, ["a", "b"], ["P1"], 0, str(tmp_path / "{plate}/{well}/{tile}.tif"))
+    assert not (tmp_path / "pct.tsv").exists()

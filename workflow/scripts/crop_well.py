@@ -13,4 +13,5 @@ with script_logging(snakemake.log[0]):  # noqa: F821  (snakemake is injected)
         tiles_pattern=snakemake.params.tiles,  # noqa: F821
         plate=snakemake.wildcards.plate,  # noqa: F821
         well=snakemake.wildcards.well,  # noqa: F821
+        channel_tokens=dict(snakemake.params.channel_tokens),  # noqa: F821
     )

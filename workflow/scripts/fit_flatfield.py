@@ -4,7 +4,7 @@ from opsembed.preprocess.flatfield import run_fit_flatfield
 
 with script_logging(snakemake.log[0]):  # noqa: F821  (snakemake is injected)
     run_fit_flatfield(
-        list(snakemake.input.tiles),  # noqa: F821
+        list(snakemake.params.tile_refs),  # noqa: F821  (one per tile; {channel} left in)
         snakemake.output.model,  # noqa: F821
         snakemake.output.qc,  # noqa: F821
         cfg=snakemake.params.cfg,  # noqa: F821
@@ -12,4 +12,6 @@ with script_logging(snakemake.log[0]):  # noqa: F821  (snakemake is injected)
         seed=int(snakemake.params.seed),  # noqa: F821
         plate=snakemake.wildcards.plate,  # noqa: F821
         threads=snakemake.threads,  # noqa: F821
+        channel_tokens=dict(snakemake.params.channel_tokens),  # noqa: F821
+        tiles_pattern=snakemake.params.tiles,  # noqa: F821
     )

@@ -13,4 +13,5 @@ with script_logging(snakemake.log[0]):  # noqa: F821  (snakemake is injected)
         plates=list(snakemake.params.plates),  # noqa: F821
         seed=int(snakemake.params.seed),  # noqa: F821
         tiles_pattern=snakemake.params.tiles,  # noqa: F821
+        channel_tokens=dict(snakemake.params.channel_tokens),  # noqa: F821
     )

@@ -14,6 +14,7 @@ with script_logging(snakemake.log[0]):  # noqa: F821  (snakemake is injected)
         batch_key=snakemake.params.batch_key,  # noqa: F821
         tiles_pattern=snakemake.params.tiles,  # noqa: F821
         crop_size=int(snakemake.params.crop_size),  # noqa: F821
+        channel_tokens=dict(snakemake.params.channel_tokens),  # noqa: F821
         text_columns=list(snakemake.params.text_columns),  # noqa: F821
         # the ground truth must leave >= 2 usable complexes: curation itself, run now
         check_genes=lambda genes: curate_ground_truth(

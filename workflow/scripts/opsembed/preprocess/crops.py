@@ -6,7 +6,9 @@ centre pixel of a cell is ``floor(y + 0.5), floor(x + 0.5)`` and its S x S windo
 rows ``cy - S//2 .. cy - S//2 + S - 1``, so the centre pixel sits at crop index
 ``(S//2, S//2)`` (for even S: S//2 rows above it, S//2 - 1 below).
 A window that leaves the tile is dropped (``edge="drop"``) or filled with 0 outside the
-tile after rescaling (``edge="pad"``).
+tile after rescaling (``edge="pad"``). A *blank* crop, constant in every channel after
+rescaling (e.g. from an all-zero tile), holds no cell image: it is dropped, counted in
+``n_dropped_blank`` and reported as a WARNING, like the tiles with a constant channel.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from ..io.h5 import write_cells_h5
+from ..io.h5 import iter_crop_blocks, write_cells_h5
 from ..io.tables import read_table
-from ..io.tiles import read_tile, tile_path
+from ..io.tiles import read_tile, resolve_tokens, tile_path, warn_constant
 from .flatfield import correct, load_model
 from .rescale import load_percentiles, percentile_map
 
@@ -73,13 +75,21 @@ def plan_well(cells: pd.DataFrame, size: int, edge: str, height: int, width: int
     return kept, (n_outside if edge == "drop" else 0), (n_outside if edge == "pad" else 0)
 
 
+def blank_crops(crops: np.ndarray) -> np.ndarray:
+    """Bool (n,): the (n, C, S, S) crops whose every channel holds a single value."""
+    flat = crops.reshape(crops.shape[0], crops.shape[1], -1)
+    return (flat.max(axis=2) == flat.min(axis=2)).all(axis=1)
+
+
 def iter_well_crops(kept: pd.DataFrame, tiles_pattern: str, flatfield: np.ndarray,
                     darkfield: np.ndarray, low: np.ndarray, high: np.ndarray,
-                    size: int) -> Iterator[np.ndarray]:
+                    size: int, tokens=None, channels=None, blank: list | None = None) -> Iterator[np.ndarray]:
     """Yield float32 (n_tile, C, S, S) crops in [0, 1], one block per tile, in ``kept`` order.
 
-    Each tile is read once, corrected as (raw - darkfield) / flatfield, mapped with
-    ``percentile_map`` and cropped; memory is one tile. Yields one empty block when
+    Each tile is read once (``tokens`` for a ``{channel}`` pattern), corrected as
+    (raw - darkfield) / flatfield, mapped with ``percentile_map`` and cropped; memory is
+    one tile. A tile with a constant channel is logged as a WARNING; ``blank`` (a list,
+    when given) receives each block's ``blank_crops``. Yields one empty block when
     ``kept`` is empty so that the well file is still written.
     """
     n_channels = flatfield.shape[0]
@@ -89,18 +99,29 @@ def iter_well_crops(kept: pd.DataFrame, tiles_pattern: str, flatfield: np.ndarra
     groups = kept.groupby("tile", sort=False)
     for _, cells in tqdm(groups, total=groups.ngroups, desc="tiles", unit="tile"):
         first = cells.iloc[0]
-        raw = read_tile(tile_path(tiles_pattern, first["plate"], first["well"], first["tile"]), n_channels)
+        ref = tile_path(tiles_pattern, first["plate"], first["well"], first["tile"])
+        raw = read_tile(ref, n_channels, tokens)
+        warn_constant(ref, raw, channels)
         image = percentile_map(correct(raw, flatfield, darkfield), low, high)
-        yield crop_tile(image, cells["y"], cells["x"], size)
+        if not np.isfinite(image).all():  # read_tile and load_model refuse NaN: a guard, never expected
+            raise ValueError(f"{ref}: non-finite pixels after flatfield correction and rescaling")
+        crops = crop_tile(image, cells["y"], cells["x"], size)
+        if blank is not None:
+            blank.append(blank_crops(crops))
+        yield crops
 
 
 def run_crop_well(cells_path: str | os.PathLike, flatfield_path, percentiles_path, out_path,
-                  crop_cfg: dict, channels: list[str], tiles_pattern: str, plate: str, well: str) -> None:
+                  crop_cfg: dict, channels: list[str], tiles_pattern: str, plate: str, well: str,
+                  channel_tokens: dict | None = None) -> None:
     """Write the crops of one well with ``write_cells_h5``.
 
     ``images`` are corrected, rescaled crops in [0, 1] (float16, before z-scoring); ``obs``
     holds the well's kept cells with every cell-table column (tile order); attrs: plate,
-    well, n_cells, n_kept, n_dropped_edge, n_padded, crop_size, edge, channels.
+    well, n_cells, n_kept, n_dropped_edge, n_dropped_blank, n_padded, crop_size, edge,
+    channels. Blank crops (``blank_crops``) are dropped: the file is written once, and
+    rewritten without them only when there are any. ``channel_tokens`` serves a
+    ``{channel}`` pattern (see ``io.tiles``).
     """
     size, edge = int(crop_cfg["size"]), crop_cfg["edge"]
     cells = read_table(cells_path)
@@ -114,7 +135,23 @@ def run_crop_well(cells_path: str | os.PathLike, flatfield_path, percentiles_pat
     log.info("plate %s well %s: %d cells, %d kept, %d dropped at the tile edge, %d zero-padded",
              plate, well, len(cells), len(kept), n_dropped, n_padded)
     attrs = {"plate": str(plate), "well": str(well), "n_cells": len(cells), "n_kept": len(kept),
-             "n_dropped_edge": n_dropped, "n_padded": n_padded, "crop_size": size, "edge": edge,
-             "channels": list(channels)}
-    blocks = iter_well_crops(kept, tiles_pattern, flatfield, darkfield, low, high, size)
+             "n_dropped_edge": n_dropped, "n_dropped_blank": 0, "n_padded": n_padded, "crop_size": size,
+             "edge": edge, "channels": list(channels)}
+    tokens = resolve_tokens(channels, channel_tokens, tiles_pattern)
+    blank: list[np.ndarray] = []
+    blocks = iter_well_crops(kept, tiles_pattern, flatfield, darkfield, low, high, size, tokens, channels, blank)
     write_cells_h5(out_path, kept, blocks, attrs)
+    blank_mask = np.concatenate(blank) if blank else np.zeros(0, bool)
+    if blank_mask.any():  # rare: rewrite the file without them (Snakemake reruns a job killed meanwhile)
+        n_blank = int(blank_mask.sum())
+        log.warning("plate %s well %s: %d of %d crops are blank (constant in every channel, e.g. from an "
+                    "empty or all-zero tile) and are dropped; see the tile warnings above", plate, well,
+                    n_blank, len(kept))
+        attrs.update(n_kept=len(kept) - n_blank, n_dropped_blank=n_blank)
+        write_cells_h5(out_path, kept[~blank_mask], _kept_blocks(out_path, ~blank_mask), attrs)
+
+
+def _kept_blocks(path, keep: np.ndarray) -> Iterator[np.ndarray]:
+    """The crops of ``path`` where ``keep`` is True, block by block (at least one block)."""
+    for start, block in iter_crop_blocks(path):
+        yield block[keep[start:start + len(block)]]

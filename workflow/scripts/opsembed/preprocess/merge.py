@@ -21,6 +21,10 @@ from .zscore import ChannelMoments, zscore
 
 log = logging.getLogger(__name__)
 
+SUMMARY_COLUMNS = ["plate", "well", "n_cells", "n_kept", "n_dropped_edge", "n_dropped_blank", "n_padded"]
+"""summary.tsv: per well, cells in the table, kept, dropped at the tile edge or as blank
+crops (``preprocess.crops.blank_crops``), and zero-padded."""
+
 BLOCK = 128
 """Crops per read block (128 crops of 4 x 96 x 96 are 38 MB as float64)."""
 
@@ -95,10 +99,14 @@ def _collect(crop_paths, cells_path, crop_size: int, channels: list[str]):
         if int(attrs["crop_size"]) != int(crop_size) or list(attrs["channels"]) != list(channels):
             raise ValueError(f"{path}: crop_size {attrs['crop_size']} / channels {attrs['channels']} "
                              f"differ from {crop_size} / {channels}; rerun crop_well.")
-        rows.append({k: attrs[k] for k in ("plate", "well", "n_cells", "n_kept", "n_dropped_edge", "n_padded")})
+        rows.append({k: attrs.get(k, 0) for k in SUMMARY_COLUMNS})  # n_dropped_blank: 0 in older files
         if attrs["n_kept"] > 0:
             parts.append(read_obs(path))
-    summary = pd.DataFrame(rows, columns=["plate", "well", "n_cells", "n_kept", "n_dropped_edge", "n_padded"])
+    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    if summary["n_dropped_blank"].sum():
+        log.warning("%d blank crop(s) (constant in every channel, e.g. from an all-zero tile) were dropped; "
+                    "the crop_well logs name the tiles (summary.tsv: n_dropped_blank)",
+                    int(summary["n_dropped_blank"].sum()))
     if not parts:
         raise InputError(f"{cells_path}: no cell has a whole crop inside its tile; "
                          "use a smaller preprocess.crop.size or preprocess.crop.edge: pad.")

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..io.errors import InputError
 from ..io.tables import read_table, write_table
-from ..io.tiles import read_tile, tile_path
+from ..io.tiles import read_tile, resolve_tokens, tile_path, warn_constant
 from .flatfield import correct, load_model, sample_paths
 
 log = logging.getLogger(__name__)
@@ -85,13 +85,17 @@ def load_percentiles(path, plate, channels: list[str]) -> tuple[np.ndarray, np.n
 
 
 def run_rescale_percentiles(cells_path, flatfield_paths, table_path, qc_path, cfg: dict,
-                            channels: list[str], plates, seed: int, tiles_pattern: str) -> None:
+                            channels: list[str], plates, seed: int, tiles_pattern: str,
+                            channel_tokens: dict | None = None) -> None:
     """Sample ``cfg["n_tiles"]`` tiles per plate, correct them, estimate and write the table.
 
     ``flatfield_paths`` are the plates' models in ``plates`` order. The tiles of a plate are
-    those named by the cell table through ``tiles_pattern``; sampling is seeded by ``seed``.
+    those named by the cell table through ``tiles_pattern`` (and ``channel_tokens`` for a
+    ``{channel}`` pattern); sampling is seeded by ``seed``. A tile with a NaN or infinite
+    pixel is an InputError naming it; a constant one is a WARNING.
     ``qc_path`` (None to skip) receives histograms with the percentile lines.
     """
+    tokens = resolve_tokens(channels, channel_tokens, tiles_pattern)
     cells = read_table(cells_path, columns=["plate", "well", "tile"])
     cells = cells.astype(str).drop_duplicates()
     rng = np.random.default_rng(seed)
@@ -101,14 +105,18 @@ def run_rescale_percentiles(cells_path, flatfield_paths, table_path, qc_path, cf
         keys = cells[cells["plate"] == plate]
         paths = [tile_path(tiles_pattern, plate, w, t) for w, t in zip(keys["well"], keys["tile"])]
         chosen = sample_paths(paths, int(cfg["n_tiles"]), seed)
-        parts = [sample_pixels(correct(read_tile(p, len(channels)), flatfield, darkfield), rng)
-                 for p in tqdm(chosen, desc=f"plate {plate}", unit="tile")]
+        parts = []
+        for path in tqdm(chosen, desc=f"plate {plate}", unit="tile"):
+            raw = read_tile(path, len(channels), tokens)
+            warn_constant(path, raw, channels)
+            parts.append(sample_pixels(correct(raw, flatfield, darkfield), rng))
         samples[plate] = np.concatenate(parts, axis=1)
         log.info("plate %s: %d pixels per channel from %d tiles", plate, samples[plate].shape[1], len(chosen))
     table = estimate_percentiles(samples, channels, float(cfg["low"]), float(cfg["high"]), cfg["scope"])
     log.info("percentiles (scope %s):\n%s", cfg["scope"], table.to_string(index=False))
     write_table(table, table_path)
     if qc_path is not None:
-        from .qc import plot_histograms, save_figure
+        from ..io.figures import save_figure
+        from .qc import plot_histograms
 
-        save_figure(plot_histograms(samples, table, channels), qc_path)
+        save_figure(plot_histograms(samples, table, channels), qc_path, dpi=100)

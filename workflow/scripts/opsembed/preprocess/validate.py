@@ -15,7 +15,7 @@ from ..io.cells import read_cells
 from ..io.errors import InputError
 from ..io.ground_truth import read_complexes
 from ..io.tables import write_table
-from ..io.tiles import tile_path, tile_shape
+from ..io.tiles import resolve_tokens, tile_path, tile_shape
 from .crops import centre_index
 from .zscore import batch_labels
 
@@ -35,6 +35,7 @@ def validate_inputs(
     tiles_pattern: str,
     crop_size: int,
     text_columns: list[str] = (),
+    channel_tokens: dict | None = None,
 ) -> pd.DataFrame:
     """Check the cell table, the tiles and the ground truth; return the cell table.
 
@@ -55,7 +56,8 @@ def validate_inputs(
                          f"Available columns: {list(cells.columns)}. Set batch_key in your config.")
     cells["batch"] = batch_labels(cells, batch_key, cells_path)
     _check_controls(cells, cells_path, controls, batch_key)
-    shapes = _tile_shapes(cells, tiles_pattern, len(channels))
+    shapes = _tile_shapes(cells, tiles_pattern, len(channels),
+                          resolve_tokens(channels, channel_tokens, tiles_pattern))
     _check_coordinates(cells, cells_path, shapes, tiles_pattern)
     (n_channels, height, width), = set(shapes.values())
     if crop_size > min(height, width):
@@ -68,7 +70,7 @@ def validate_inputs(
 
 
 def run_validate_inputs(cells_path, ground_truth_path, out_path, columns, channels, controls,
-                        batch_key, tiles_pattern, crop_size, text_columns=(),
+                        batch_key, tiles_pattern, crop_size, channel_tokens=None, text_columns=(),
                         check_genes: Callable[[list[str]], object] | None = None) -> None:
     """Validate (see ``validate_inputs``) and write the cell table to ``out_path`` (parquet).
 
@@ -78,7 +80,8 @@ def run_validate_inputs(cells_path, ground_truth_path, out_path, columns, channe
     ground truth leaving < 2 usable complexes fails here, before any long work.
     """
     cells = validate_inputs(cells_path, ground_truth_path, columns, channels, controls,
-                            batch_key, tiles_pattern, crop_size, text_columns=text_columns)
+                            batch_key, tiles_pattern, crop_size, text_columns=text_columns,
+                            channel_tokens=channel_tokens)
     if check_genes is not None:
         check_genes(sorted(cells["gene"].unique()))
     write_table(cells, out_path)
@@ -93,14 +96,18 @@ def _check_controls(cells: pd.DataFrame, path, controls: str, batch_key: str) ->
                          "batch. Check `controls` and `batch_key` in your config.")
 
 
-def _tile_shapes(cells: pd.DataFrame, pattern: str, n_channels: int) -> dict[tuple, tuple]:
-    """(plate, well, tile) -> (C, Y, X) for each distinct tile, all checked equal."""
+def _tile_shapes(cells: pd.DataFrame, pattern: str, n_channels: int, tokens=None) -> dict[tuple, tuple]:
+    """(plate, well, tile) -> (C, Y, X) for each distinct tile, all checked equal.
+
+    Every file is checked cheaply by ``tile_shape`` (codec available, data within the
+    file, channel layout); ``tokens`` fill a ``{channel}`` pattern. No pixel is decoded.
+    """
     keys = cells[["plate", "well", "tile"]].drop_duplicates()
     shapes = {}
     first = None
     for key in tqdm(list(keys.itertuples(index=False, name=None)), desc="tile headers", unit="tile"):
         path = tile_path(pattern, *key)
-        shape = tile_shape(path)
+        shape = tile_shape(path, n_channels, tokens)
         if shape[0] != n_channels:
             raise InputError(f"{path}: tile has {shape[0]} channel(s) but config `channels` lists "
                              f"{n_channels}. Fix `channels` or the tile files.")

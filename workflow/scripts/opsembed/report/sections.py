@@ -141,7 +141,8 @@ def dataset_section(obs: pd.DataFrame, controls: str | None, summary: pd.DataFra
                       control_cells=("_ctrl", "sum"))
                  .reset_index().rename(columns={"plate": "Plate", "wells": "Wells", "cells": "Cells",
                                                 "genes": "Genes", "control_cells": "Control cells"}))
-    counts = [c for c in ("n_cells", "n_kept", "n_dropped_edge", "n_padded") if c in summary.columns]
+    counts = [c for c in ("n_cells", "n_kept", "n_dropped_edge", "n_dropped_blank", "n_padded")
+              if c in summary.columns]
     by_plate = summary.groupby(summary["plate"].astype(str))[counts].sum().reset_index()
     total = pd.DataFrame([{"plate": "all plates", **{c: summary[c].sum() for c in counts}}])
     by_plate = pd.concat([by_plate, total], ignore_index=True)
@@ -154,7 +155,8 @@ def dataset_section(obs: pd.DataFrame, controls: str | None, summary: pd.DataFra
         + "<h3>Cells kept and dropped during cropping</h3>"
         "<div class=\"explain\"><b>n_cells</b>: cells in the input table; <b>n_kept</b>: cells "
         "written to cells.h5; <b>n_dropped_edge</b>: cells too close to the tile edge for a full "
-        "crop (dropped); <b>n_padded</b>: crops completed by padding at the tile edge.</div>"
+        "crop (dropped); <b>n_dropped_blank</b>: blank crops, constant in every channel (e.g. from an "
+        "all-zero tile; dropped); <b>n_padded</b>: crops completed by padding at the tile edge.</div>"
         + table(by_plate)
         + "<details><summary>Per well</summary>" + table(summary) + "</details>"
     )
