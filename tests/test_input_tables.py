@@ -398,3 +398,20 @@ def test_workflow_reports_a_binary_cell_table_at_parse_time(tmp_path):
     proc = _snakemake(root, {})
     assert proc.returncode != 0
     assert "cells.csv: binary data (NUL bytes), not text; expected a comma-separated" in proc.stderr
+
+
+@pytest.mark.integration
+def test_workflow_preprocesses_zero_padded_ids_with_wells_as_batches(tmp_path):
+    """all_preprocess through Snakemake: ids as written in cells.h5, batch_key well keeps
+    the two plates' well "01" apart in zscore.tsv."""
+    root = _screen(tmp_path)
+    extra = _rename_tile_column(root) | {
+        "batch_key": "well",
+        "preprocess": {"crop": {"size": CROP}, "flatfield": {"n_tiles": 2}, "rescale": {"n_tiles": 2}}}
+    proc = _snakemake(root, extra, target="all_preprocess")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    obs = read_obs(root / "results/preprocess/cells.h5")
+    assert sorted(set(zip(obs["plate"], obs["tile"]))) == [(p, t) for p in PLATES for t in TILES]
+    assert sorted(set(obs["batch"])) == ["001/01", "002/01"]
+    assert read_table(root / "results/preprocess/zscore.tsv")["batch"].tolist() == [
+        "001/01", "001/01", "002/01", "002/01"]
