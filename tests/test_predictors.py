@@ -220,7 +220,7 @@ def test_embedding_is_the_mean_feature_per_gene_without_controls(toy, tmp_path):
     assert list(emb.index) == ["G0", "G1", "G2", "G3"] and emb.shape[1] == 16
     pred = Predictor(tmp_path / "model.pt", torch.device("cpu"))
     images = CellImages(root / "cells.h5", 16, torch.device("cpu"))
-    _, feats = pred.outputs(images, np.arange(images.n))
+    _, feats = pred.outputs(images, np.arange(images.n), batch_size=7)
     genes = np.array(images.genes, dtype=object)[images.gene_ids]
     np.testing.assert_allclose(emb.loc["G2"].to_numpy(), feats[genes == "G2"].mean(0), rtol=1e-5, atol=1e-6)
     names, values = gene_means(np.array([[1.0], [3.0], [5.0]]), np.array(["a", "a", CONTROLS]), CONTROLS)

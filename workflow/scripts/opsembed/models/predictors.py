@@ -2,7 +2,7 @@
 
 - ``GeneClassifier``: ResNet18IN trunk (see ``opsembed.models.ist``) and a linear gene head;
   optional MixStyle after chosen stages during training.
-- ``grad_reverse`` / ``GradientReversal``: identity forward, gradient times -alpha backward
+- ``grad_reverse``: identity forward, gradient times -alpha backward
   (domain-adversarial training, Ganin & Lempitsky 2015).
 - ``mixstyle``: MixStyle (Zhou et al. 2021), mixing per-sample channel statistics with a
   partner from another OE.
@@ -40,17 +40,6 @@ class _GradReverse(torch.autograd.Function):
 def grad_reverse(x: torch.Tensor, alpha: float) -> torch.Tensor:
     """Identity on the forward pass; multiplies the incoming gradient by -alpha on the backward pass."""
     return _GradReverse.apply(x, alpha)
-
-
-class GradientReversal(nn.Module):
-    """Module form of ``grad_reverse`` with a fixed ``alpha``."""
-
-    def __init__(self, alpha: float):
-        super().__init__()
-        self.alpha = float(alpha)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return grad_reverse(x, self.alpha)
 
 
 def cross_oe_partners(oe: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -133,7 +122,7 @@ class Predictor:
         self.mask[torch.as_tensor(self.train_genes, dtype=torch.long)] = 0.0
 
     @torch.no_grad()
-    def outputs(self, images, rows: np.ndarray, batch_size: int = 256,
+    def outputs(self, images, rows: np.ndarray, batch_size: int,
                 restyler: Restyler | None = None, style_rows: np.ndarray | None = None,
                 style_oes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities (n, G) float64, zero for genes without training cells; penultimate

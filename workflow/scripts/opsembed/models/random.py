@@ -14,7 +14,7 @@ from ..io.schema import block_config
 log = logging.getLogger(__name__)
 
 
-def random_embeddings(genes, dim: int = 500, seed: int = 0) -> np.ndarray:
+def random_embeddings(genes, dim: int, seed: int) -> np.ndarray:
     """Standard-normal float64 values (len(genes), dim) from ``numpy.random.default_rng(seed)``.
 
     Row i belongs to ``genes[i]``; the same seed, gene count and dim give the same array.

@@ -21,13 +21,20 @@ MODES = ("filter", "step", "none")
 
 
 class ParamEMA:
-    """Averaging of the parameters of ``nets[key]`` for ``key`` in ``keys``."""
+    """Averaging of the parameters of ``nets[key]`` for ``key`` in ``keys``; ``every`` and
+    ``gamma`` are needed in ``filter`` mode, ``beta`` in ``step`` mode (config ``ema.*``)."""
 
-    def __init__(self, nets: nn.ModuleDict, keys: list[str], mode: str, every: int = 2500,
-                 gamma: float = 0.5, beta: float = 0.999):
+    def __init__(self, nets: nn.ModuleDict, keys: list[str], mode: str, every: int | None = None,
+                 gamma: float | None = None, beta: float | None = None):
         if mode not in MODES:
             raise ValueError(f"ema.mode must be one of {MODES}, got {mode!r}")
-        self.mode, self.every, self.gamma, self.beta = mode, int(every), float(gamma), float(beta)
+        needed = {"filter": {"every": every, "gamma": gamma}, "step": {"beta": beta}}.get(mode, {})
+        missing = [k for k, v in needed.items() if v is None]
+        if missing:
+            raise ValueError(f"ema.mode {mode!r} needs {missing}")
+        self.mode = mode
+        self.every, self.gamma, self.beta = (None if v is None else t(v) for v, t in
+                                             ((every, int), (gamma, float), (beta, float)))
         self.names = [f"{k}.{n}" for k in keys for n, _ in nets[k].named_parameters()]
         lookup = dict(nets.named_parameters())
         self.params = [lookup[n] for n in self.names]
