@@ -9,8 +9,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..io.atomic import atomic_path  # noqa: E402
-
 
 def plot_flatfield(flatfield: np.ndarray, darkfield: np.ndarray, channels: list[str], title: str):
     """Figure: flatfield (top row) and darkfield (bottom row) per channel, each with a colourbar."""
@@ -50,10 +48,3 @@ def plot_histograms(samples: dict[str, np.ndarray], table: pd.DataFrame, channel
                  f"scope {table['scope'].iloc[0]})")
     fig.tight_layout()
     return fig
-
-
-def save_figure(fig, path) -> None:
-    """Save ``fig`` as PNG atomically and close it."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
