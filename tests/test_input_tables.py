@@ -293,7 +293,7 @@ def test_cli_evaluate_reports_garbage_inputs_without_a_traceback(tmp_path, capsy
     (tmp_path / "latin.yaml").write_bytes("evaluation: {}\n# G\u00e8ne\n".encode("latin-1"))
     cases = [(["bin.tsv", "--ground-truth", "gt.tsv"], r"bin\.tsv: binary data"),
              (["m.tsv", "--ground-truth", "bin.tsv"], r"bin\.tsv: binary data"),
-             (["m.tsv", "--ground-truth", "gt.tsv", "--config", "latin.yaml"], "not UTF-8")]
+             (["m.tsv", "--ground-truth", "gt.tsv", "--config", "latin.yaml"], r"latin\.yaml: not UTF-8")]
     for args, expected in cases:
         argv = ["evaluate", *[str(tmp_path / a) if a.endswith((".tsv", ".yaml")) else a for a in args],
                 "--out", str(tmp_path / "out")]

@@ -65,7 +65,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .io.embeddings import read_embeddings
     from .io.tables import write_table
 
-    cfg = load_config(args.config)
+    try:
+        cfg = load_config(args.config)
+    except UnicodeDecodeError:
+        raise InputError(f"{args.config}: not UTF-8 text; expected a YAML config. "
+                         "Save it as UTF-8.") from None
     controls = args.controls if args.controls is not None else cfg["controls"]
     evaluation = cfg["evaluation"]
     embeddings = read_embeddings(args.embeddings)

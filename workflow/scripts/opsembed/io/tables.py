@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import pandas as pd
-from pandas._libs.parsers import STR_NA_VALUES
+
+try:
+    from pandas._libs.parsers import STR_NA_VALUES  # pandas' own default NA spellings
+except ImportError:  # pragma: no cover - a pandas that moved them: the documented defaults
+    STR_NA_VALUES = {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+                     "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"}
 
 from .atomic import atomic_path
 from .errors import InputError
