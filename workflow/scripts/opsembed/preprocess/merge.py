@@ -56,7 +56,7 @@ def zscore_table(moments: dict[str, ChannelMoments], batches: list[str], channel
 
 def merge_cells(crop_paths, cells_path, h5_path, zscore_path, summary_path, controls: str,
                 batch_key: str, channels: list[str], seed: int, crop_size: int) -> None:
-    """Write ``cells.h5`` (the contract in conventions), ``zscore.tsv`` and ``summary.tsv``.
+    """Write ``cells.h5`` (layout: ``opsembed.io.h5.write_cells_h5``), ``zscore.tsv`` and ``summary.tsv``.
 
     Checks that the well files together account for every cell of ``cells_path`` (kept or
     dropped) and hold each kept cell once. ``obs`` is the wells' obs in ``crop_paths`` order

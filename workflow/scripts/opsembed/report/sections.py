@@ -172,7 +172,7 @@ def preprocessing_section(flatfield_qc: list, percentiles: pd.DataFrame, zscore:
         "<h3>Illumination (flatfield) correction</h3>"
         "<div class=\"explain\">Microscope illumination is uneven across the field of view. A "
         "flatfield (and darkfield) profile is estimated per plate and channel with BaSiC and divided "
-        "out. The panels show the estimated profiles and example tiles before and after.</div>"
+        "out. The panels show the estimated flatfield (top) and darkfield (bottom) of each channel.</div>"
         + (f"<div class=\"grid\">{figures}</div>" if figures
            else "<p class=\"note\">Flatfield correction was not run.</p>")
         + "<h3>Intensity rescaling</h3>"
