@@ -12,6 +12,7 @@ from torch import nn
 
 from ..io.errors import InputError
 from .data import CellImages
+from .device import autocast
 from .monitor import sample_grid
 
 GENERATOR_SIDE = ["style", "generator", "style_encoder"]
@@ -47,6 +48,24 @@ def discriminator_loss(critic: Callable[[torch.Tensor, torch.Tensor], torch.Tens
 def generator_adv_loss(logits: torch.Tensor) -> torch.Tensor:
     """The non-saturating G loss: mean softplus(-D(fake)) of the critic's logits (B,) on fakes."""
     return F.softplus(-logits.float()).mean()
+
+
+def gan_step(trainer, d_losses: Callable[[], dict], g_losses: Callable[[], dict]) -> torch.Tensor:
+    """One StarGAN v2-style step of ``trainer`` (a ``Trainer`` with a ``discriminator`` and
+    the GENERATOR_SIDE networks): D's losses ``d_losses()`` (key ``d_total`` optimised), then,
+    with D frozen, the G side's ``g_losses()`` (key ``g_total``), each under the configured
+    autocast. Returns the losses named ``trainer.loss_names`` (len(loss_names),) float32."""
+    device, bf16 = trainer.device, trainer.cfg["bf16"]
+    with autocast(device, bf16):
+        d = d_losses()
+    update(trainer.optimizers["discriminator"], d["d_total"])
+    trainer.nets["discriminator"].requires_grad_(False)
+    with autocast(device, bf16):
+        g = g_losses()
+    update([trainer.optimizers[k] for k in GENERATOR_SIDE], g["g_total"])
+    trainer.nets["discriminator"].requires_grad_(True)
+    losses = {**d, **g}
+    return torch.stack([losses[n].detach().float() for n in trainer.loss_names])
 
 
 def update(optimizers, loss: torch.Tensor) -> None:

@@ -25,9 +25,9 @@ from ..io.h5 import read_obs
 from ..io.schema import block_config
 from ..models.grape import MODEL_KEYS, build_grape, load_grape
 from .data import BalancedSampler, CellImages, crop_reader, dihedral, step_generator
-from .device import autocast, resolve_device
-from .gan import (GENERATOR_SIDE, cells_per_gene, discriminator_loss, generator_adv_loss, mean_per_gene, mosaic,
-                  sample_choice, styled_columns, update)
+from .device import resolve_device
+from .gan import (cells_per_gene, discriminator_loss, gan_step, generator_adv_loss, mean_per_gene, mosaic,
+                  sample_choice, styled_columns)
 from .loop import Trainer, run_training
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class GrapeTrainer(Trainer):
         self.setup_networks(lambda: build_grape(len(images.genes), len(images.channels), cfg))
         pool = [g for g in range(len(images.genes)) if (images.gene_ids == g).any()]
         self.samplers = {"x": BalancedSampler(images.gene_ids, pool, cfg["batch_size"], self.seed, stream=0)}
-        self.sample_cells, self.sample_genes = sample_choice(images, cfg, self.seed)
+        self.sample_cells, self.sample_domains = sample_choice(images, cfg, self.seed)
 
     def train_step(self, step: int, batch: dict) -> torch.Tensor:
         x, y = batch["x"]
@@ -93,23 +93,18 @@ class GrapeTrainer(Trainer):
         x = x.contiguous(memory_format=self.fmt)
         gen = step_generator(self.seed, 100, step, self.device)
         z = y[torch.randperm(len(y), generator=gen, device=self.device)]
-        with autocast(self.device, self.cfg["bf16"]):
-            d = discriminator_losses(self.run, x, y, z, self.cfg["r1_gamma"])
-        update(self.optimizers["discriminator"], d["d_total"])
-        self.nets["discriminator"].requires_grad_(False)
-        with autocast(self.device, self.cfg["bf16"]):
-            g = generator_losses(self.run, x, z, self.cfg)
-        update([self.optimizers[k] for k in GENERATOR_SIDE], g["g_total"])
-        self.nets["discriminator"].requires_grad_(True)
-        losses = {**d, **g}
-        return torch.stack([losses[n].detach().float() for n in LOSSES])
+        return gan_step(self, lambda: discriminator_losses(self.run, x, y, z, self.cfg["r1_gamma"]),
+                        lambda: generator_losses(self.run, x, z, self.cfg))
+
+    def column_labels(self) -> list[str]:
+        """Names of the sample grid's domains ``sample_domains`` (ids into the style table)."""
+        return [self.images.genes[g] for g in self.sample_domains]
 
     @torch.no_grad()
     def sample_mosaic(self) -> tuple[np.ndarray, list[str]]:
         x = self.images.get(self.sample_cells).contiguous(memory_format=self.fmt)
-        styles = self.nets["style"](torch.as_tensor(self.sample_genes, device=self.device))   # (k, D)
-        out = styled_columns(self.nets["generator"], x, styles)
-        return mosaic(x, out, [self.images.genes[g] for g in self.sample_genes])
+        styles = self.nets["style"](torch.as_tensor(self.sample_domains, device=self.device))   # (k, D)
+        return mosaic(x, styled_columns(self.nets["generator"], x, styles), self.column_labels())
 
 
 def train_grape(cells_path: str | os.PathLike, cfg: dict | None, seed: int, model_path, losses_path,

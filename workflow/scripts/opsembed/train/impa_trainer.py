@@ -26,9 +26,9 @@ from ..io.h5 import read_obs
 from ..io.schema import block_config
 from ..models.impa import MODEL_KEYS, build_impa, load_impa
 from .data import BalancedSampler, CellImages, crop_reader, dihedral, step_generator
-from .device import autocast, resolve_device
-from .gan import (GENERATOR_SIDE, cells_per_gene, discriminator_loss, generator_adv_loss, mean_per_gene, mosaic,
-                  sample_choice, update)
+from .device import resolve_device
+from .gan import (cells_per_gene, discriminator_loss, gan_step, generator_adv_loss, mean_per_gene, mosaic,
+                  sample_choice)
 from .loop import Trainer, run_training
 
 log = logging.getLogger(__name__)
@@ -134,18 +134,13 @@ class ImpaTrainer(Trainer):
         n1 = torch.randn(len(x), self.cfg["noise_dim"], generator=gen, device=self.device)
         n2 = torch.randn(len(x), self.cfg["noise_dim"], generator=gen, device=self.device)
         run, cfg = self.run, self.cfg
-        with autocast(self.device, cfg["bf16"]):
+
+        def d_losses() -> dict:
             with torch.no_grad():
                 fake = run["generator"](x, run["style"](yt, n1))
-            d = discriminator_loss(run["discriminator"], xt, yt, fake, yt, cfg["r1_gamma"])
-        update(self.optimizers["discriminator"], d["d_total"])
-        self.nets["discriminator"].requires_grad_(False)
-        with autocast(self.device, cfg["bf16"]):
-            g = generator_losses(run, x, yt, n1, n2, cfg, self.ds_weight(step))
-        update([self.optimizers[k] for k in GENERATOR_SIDE], g["g_total"])
-        self.nets["discriminator"].requires_grad_(True)
-        losses = {**d, **g}
-        return torch.stack([losses[n].detach().float() for n in LOSSES])
+            return discriminator_loss(run["discriminator"], xt, yt, fake, yt, cfg["r1_gamma"])
+
+        return gan_step(self, d_losses, lambda: generator_losses(run, x, yt, n1, n2, cfg, self.ds_weight(step)))
 
     @torch.no_grad()
     def sample_mosaic(self) -> tuple[np.ndarray, list[str]]:

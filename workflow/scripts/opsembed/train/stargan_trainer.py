@@ -9,14 +9,10 @@ place of genes: G(x, F(M_oe)) re-images x as if recorded in OE oe. It runs in
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-
 from ..io.schema import block_config
 from ..models.grape import build_grape
 from .device import resolve_device
 from .fold_data import FoldData, fold_fields, fold_sample_choice, load_fold
-from .gan import mosaic, styled_columns
 from .grape_trainer import GrapeTrainer
 from .loop import run_training
 
@@ -42,14 +38,10 @@ class StarGanOETrainer(GrapeTrainer):
         self.setup_networks(lambda: build_grape(len(data.oes), len(self.images.channels), cfg))
         self.samplers = {"x": data.oe_sampler(cfg["batch_size"], self.seed, stream=0, labels="oe")}
         self.sample_cells, styles = fold_sample_choice(data, cfg["n_sample_cells"], cfg["n_sample_genes"], self.seed)
-        self.sample_oes = [int(data.oe_ids[r]) for r in styles]
+        self.sample_domains = [int(data.oe_ids[r]) for r in styles]      # OE ids, GRAPE's sample grid
 
-    @torch.no_grad()
-    def sample_mosaic(self) -> tuple[np.ndarray, list[str]]:
-        x = self.images.get(self.sample_cells).contiguous(memory_format=self.fmt)
-        styles = self.nets["style"](torch.as_tensor(self.sample_oes, device=self.device))   # (k, D)
-        out = styled_columns(self.nets["generator"], x, styles)
-        return mosaic(x, out, [self.data.oes[i] for i in self.sample_oes])
+    def column_labels(self) -> list[str]:
+        return [self.data.oes[i] for i in self.sample_domains]
 
     def model_payload(self, step: int) -> dict:
         return {**super().model_payload(step), **fold_fields(self.data)}
