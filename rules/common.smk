@@ -80,7 +80,10 @@ def cell_groups(columns, optional=()):
         if missing:
             raise InputError(f"{path}: missing column(s) {missing}; map other spellings with "
                              f"input.columns.{separator_hint(header)}")
-        read = [source.get(c, c) for c in list(columns) + list(optional) if source.get(c, c) in present]
+        # once each: a column both required and optional (e.g. plate, an OOD level's) would be
+        # read twice from a Parquet file
+        read = list(dict.fromkeys(source.get(c, c) for c in list(columns) + list(optional)
+                                  if source.get(c, c) in present))
         table = read_table(path, columns=read, text=read).rename(columns=rename)  # ids: as written
         check_path_names(table, path)  # they name files: caught here, before any path is built
     keep = list(columns) + [c for c in optional if c in table.columns and c not in columns]
