@@ -17,6 +17,7 @@ Any compression tifffile + imagecodecs decode is read (LZW, deflate, zstd, JPEG 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import logging
 import os
@@ -35,6 +36,7 @@ FIELDS = ("plate", "well", "tile", "channel")
 CHANNEL = "{channel}"
 
 
+@functools.lru_cache(maxsize=64)  # tile_path checks its pattern on every call
 def check_pattern(pattern: str) -> None:
     """Raise InputError naming ``input.tiles`` for an unknown, positional or formatted field."""
     try:
