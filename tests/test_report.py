@@ -89,7 +89,7 @@ def build(tmp_path, inputs, training=None, benchmarks=None):
 def test_report_has_every_section_and_only_embedded_images(tmp_path, inputs):
     text = build(tmp_path, inputs)
     for key, title in TITLES.items():
-        assert (f"<h2>{esc(title)}</h2>" in text) == (key != "ood")  # OOD: only when it ran
+        assert (f"<h2>{esc(title)}</h2>" in text) == (key not in ("ood", "vae"))  # only when they ran
     sources = re.findall(r'src="([^"]*)"', text)
     # k sweep, 2 UMAPs, cells-per-gene figure, 2 flatfield panels
     assert len(sources) == 6
@@ -186,3 +186,68 @@ def test_ood_section_shows_levels_best_scores_folds_and_umap(tmp_path, inputs):
     assert base64.b64encode(umap.read_bytes()).decode() in text
     # the section sits right after the embedding UMAPs
     assert text.index(TITLES["umap"]) < text.index(esc(TITLES["ood"])) < text.index(TITLES["dataset"])
+
+
+def vae_files(tmp_path, features=True, screen=True):
+    """Hand-made evaluate_vae / vae_traversals outputs: pixel (and deep-feature) rows."""
+    variants = ["vae", "vae_features"] if features else ["vae"]
+    cls = pd.DataFrame([
+        {"variant": v, "finetuning": t, "classifier": c, "accuracy": acc, "sd": sd, "chance": 0.125, "n_seeds": 5}
+        for v, rows in zip(variants, [[("without", 0.41, 0.021, 0.38, 0.034), ("with", 0.57, 0.012, 0.52, 0.018)],
+                                      [("without", 0.33, 0.05, 0.29, 0.041), ("with", 0.46, 0.03, 0.44, 0.027)]])
+        for t, gbt, gbt_sd, mlp, mlp_sd in rows
+        for c, acc, sd in (("GBT", gbt, gbt_sd), ("MLP", mlp, mlp_sd))])
+    dis = [("source", "source", 0.412), ("random", "source", 0.031)]
+    if screen:
+        dis += [("finetuned", "screen", 0.186), ("source", "screen", 0.122), ("random", "screen", 0.062)]
+    dis_df = pd.DataFrame([{"variant": v, "model": m, "dataset": d, "mig": mig, "disentanglement": 0.5,
+                            "completeness": 0.25, "informativeness": 0.75} for v in variants for m, d, mig in dis])
+    return {"disentanglement": write_tsv(dis_df, tmp_path / "vae_disentanglement.tsv"),
+            "classification": write_tsv(cls, tmp_path / "vae_classification.tsv"),
+            "mi": tiny_png(tmp_path / "vae_mi.png", "purple"),
+            "traversals": tiny_png(tmp_path / "vae_traversals.png", "cyan"),
+            "source_traversals": tiny_png(tmp_path / "vae_source_traversals.png", "olive")}
+
+
+def test_vae_section_shows_table2_mig_dci_and_figures(tmp_path, inputs):
+    files = vae_files(tmp_path)
+    text = build(tmp_path, inputs, benchmarks={"vae": files})
+    assert f"<h2>{esc(TITLES['vae'])}</h2>" in text
+    section = text[text.index('<section id="vae">'):text.index('<section id="dataset">')]
+    rows = re.findall(r"<tr>(.*?)</tr>", section)
+    cells = [c for c in (re.findall(r"<td[^>]*>(.*?)</td>", r) for r in rows) if c]  # header rows left out
+    # Table 2: {pixels, deep features} x {without, with}, GBT and MLP mean ± sd (best in bold), chance
+    assert cells[:4] == [
+        ["pixels", "without", "0.410 ± 0.021", "0.380 ± 0.034", "0.125"],
+        ["pixels", "with", "<b>0.570 ± 0.012</b>", "<b>0.520 ± 0.018</b>", "0.125"],
+        ["deep features", "without", "0.330 ± 0.050", "0.290 ± 0.041", "0.125"],
+        ["deep features", "with", "0.460 ± 0.030", "0.440 ± 0.027", "0.125"]]
+    assert "over 5 seeds" in section
+    # MIG / DCI: Source on Source, fine-tuned on the screen and the random floors, per input
+    assert cells[4] == ["pixels", "Source model on Source", "0.412", "0.500", "0.250", "0.750"]
+    labels = [c[1] for c in cells[4:]]
+    assert labels[:5] == ["Source model on Source", "random-init encoder on Source (floor)",
+                          "fine-tuned model on the screen", "Source model on the screen (no fine-tuning)",
+                          "random-init encoder on the screen (floor)"]
+    assert len(cells) == 4 + 10
+    assert "MIG on the screen is <b>0.186</b> against 0.062 for the random-init encoder (3.0× the floor)" in section
+    for key in ("mi", "traversals", "source_traversals"):  # every figure, each with how to read it
+        assert base64.b64encode(files[key].read_bytes()).decode() in section
+    assert section.count("How to read:") == 3
+    # after the embedding UMAPs, before the dataset summary
+    assert text.index(TITLES["umap"]) < text.index(esc(TITLES["vae"])) < text.index(TITLES["dataset"])
+
+
+def test_vae_section_notes_missing_rows_and_is_absent_without_its_tables(tmp_path, inputs):
+    files = vae_files(tmp_path, features=False, screen=False)
+    del files["traversals"]
+    text = build(tmp_path, inputs, benchmarks={"vae": files})
+    section = text[text.index('<section id="vae">'):text.index('<section id="dataset">')]
+    assert "deep features</td>" not in section and "need <code>methods.vae.features</code>" in section
+    assert "No screen rows" in section and "fine-tuned model on the screen" not in section
+    assert section.count("How to read:") == 2  # the missing figure is left out
+    # no section: method not run, or a table missing
+    heading = f"<h2>{esc(TITLES['vae'])}</h2>"
+    assert heading not in build(tmp_path, inputs)
+    gone = {**files, "classification": tmp_path / "absent.tsv"}
+    assert heading not in build(tmp_path, inputs, benchmarks={"vae": gone})

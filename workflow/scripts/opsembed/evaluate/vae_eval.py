@@ -10,8 +10,8 @@ per variant (``pixels``; ``features`` when the deep-features variant ran).
   ``cell_id``; the Source factors present there, each cut into ``factor_bins`` quantile bins
   for MIG, regressed on their values for DCI). Screen rows need that table (the demo).
 - Classification rows: (variant, finetuning) x classifier x seed: accuracy of predicting a
-  cell's complex (curated ground truth; controls and genes outside every complex left out;
-  a gene in several complexes takes the first) from its code, held-out cells.
+  cell's complex (the curated ground truth of rule curate_ground_truth, columns gene,
+  complex; controls and genes outside every complex left out) from its code, held-out cells.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pandas as pd
 
 from ..io.atomic import atomic_path
 from ..io.errors import InputError
-from ..io.ground_truth import read_complexes
+from ..io.schema import block_config
 from ..io.tables import read_table, write_table
 from .disentangle import classify_codes, dci, discretize, mig, summarise_accuracy
 
@@ -55,16 +55,24 @@ def score(codes: np.ndarray, factors: np.ndarray, discrete: bool, cfg: dict, see
             "mi_normalised": m["mi"] / np.where(m["entropy"] > 0, m["entropy"], 1.0)}
 
 
-def cell_complexes(codes: pd.DataFrame, ground_truth, controls: str) -> pd.Series:
-    """Each cell's complex (first in the file for genes in several), NaN for others/controls."""
-    complexes = read_complexes(ground_truth).drop_duplicates("gene")
+def cell_complexes(codes: pd.DataFrame, curated, controls: str) -> pd.Series:
+    """Each cell's complex from the curated table ``curated`` (TSV: gene, complex; a gene
+    listed twice takes its first row), NaN for controls and genes outside every complex."""
+    complexes = read_table(curated)
+    missing = [c for c in ("gene", "complex") if c not in complexes.columns]
+    if missing:
+        raise InputError(f"{curated}: missing column(s) {missing}; expected the curated ground truth "
+                         f"(gene, complex) of rule curate_ground_truth, has {list(complexes.columns)}.")
+    complexes = complexes.astype({"gene": str, "complex": str}).drop_duplicates("gene")
     lookup = dict(zip(complexes["gene"], complexes["complex"]))
     return codes["gene"].map(lambda g: np.nan if g == controls else lookup.get(g, np.nan))
 
 
 def evaluate_vae(codes: dict, ground_truth, controls: str, cfg: dict, seed: int, out: dict,
                  factors_path: str | os.PathLike | None = None) -> None:
-    """``codes``: {variant: {key: codes TSV path}} with keys as in ``train.vae_extract``.
+    """``codes``: {variant: {key: codes TSV path}} with keys as in ``train.vae_extract``;
+    ``ground_truth``: the curated table (gene, complex); ``cfg``: (part of) ``methods.vae``,
+    the schema's defaults fill the rest.
 
     Writes ``out["disentanglement"]`` (variant, model, dataset, mig, disentanglement,
     completeness, informativeness), ``out["classification"]`` (variant, finetuning,
@@ -72,6 +80,7 @@ def evaluate_vae(codes: dict, ground_truth, controls: str, cfg: dict, seed: int,
     and ``out["mi"]`` (PNG heat maps: the Source model on Source, the fine-tuned one on the
     screen when factors are given).
     """
+    cfg = block_config("methods.vae", cfg)
     factors = read_table(factors_path) if factors_path else None
     dis_rows, runs, maps = [], [], []
     seeds = tuple(range(seed, seed + int(cfg["eval_seeds"])))
@@ -108,7 +117,8 @@ def evaluate_vae(codes: dict, ground_truth, controls: str, cfg: dict, seed: int,
 
 
 def mi_heatmaps(maps: list, path) -> None:
-    """PNG: one heat map per (title, factor names, MI / H(factor) (d, k)) entry, latents as rows."""
+    """PNG: one heat map per (title, factor names, MI / H(factor) (d, k)) entry, latents as
+    rows, each panel coloured from 0 to its own maximum."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -120,6 +130,8 @@ def mi_heatmaps(maps: list, path) -> None:
         ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
         ax.set_yticks(range(mi.shape[0]))
         ax.set_yticklabels([f"z_{i}" for i in range(mi.shape[0])], fontsize=7)
+        ax.set_xlabel("true factor", fontsize=8)
+        ax.set_ylabel("latent", fontsize=8)
         ax.set_title(title, fontsize=8)
         fig.colorbar(im, ax=ax, fraction=0.046, label="MI / H(factor)")
     fig.tight_layout()

@@ -14,6 +14,7 @@ from ..io.h5 import read_attrs, read_obs
 from ..io.tables import read_table
 from . import sections as s
 from .html import esc, page
+from .vae import vae_section
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,9 @@ def build_report(
     n_control_cells). ``config`` is the run's config dict; ``training`` maps a learned
     method to {"losses": TSV, "samples": image} (empty or None: none ran). ``benchmarks``
     maps a further benchmark to its files; "ood" ({"table", "folds", "umap"}) adds the
-    out-of-distribution section.
+    out-of-distribution section; "vae" (evaluate_vae's and vae_traversals' files, see
+    :func:`opsembed.report.vae.vae_section`) the disentangled-latents section, left out when
+    its tables are missing.
     """
     benchmarks = dict(benchmarks or {})
     metrics_df = _read(metrics, ["method"])
@@ -59,6 +62,7 @@ def build_report(
         s.ksweep_section(ksweep_png),
         s.umap_section(list(methods), _paths(umaps)),
         *([s.ood_section(benchmarks["ood"])] if "ood" in benchmarks else []),
+        *([vae_section(benchmarks["vae"])] if "vae" in benchmarks else []),
         s.dataset_section(read_obs(cells), controls, summary_df),
         s.preprocessing_section(_paths(flatfield_qc), read_table(percentiles), read_table(zscore), config),
         s.ground_truth_section(curated_df, log_df, config),
@@ -66,6 +70,7 @@ def build_report(
         s.config_section(config),
         s.versions_section(),
     ]
+    parts = [p for p in parts if p is not None]
     now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     intro = (f"<p class=\"note\">Generated {esc(now)} by opsembed. Methods compared: "
              f"{esc(', '.join(methods))}. Genes are scored against curated protein complexes: "

@@ -18,6 +18,7 @@ TITLES = {
     "ksweep": "Clustering across the number of clusters k",
     "umap": "Gene embeddings at a glance (UMAP)",
     "ood": "Out-of-distribution benchmark: do gene predictors survive a new plate?",
+    "vae": "Disentangled latents (Ada-GVAE)",
     "dataset": "Dataset summary",
     "preprocessing": "Preprocessing quality control",
     "ground-truth": "Ground truth: curated protein complexes",

@@ -22,7 +22,7 @@ from ..io.h5 import read_attrs, read_obs
 from ..io.tables import write_table
 from .data import CellImages
 from .device import resolve_device
-from .monitor import composite
+from .monitor import PALETTE, composite
 from .vae_trainer import encode, feature_images, load_vae, random_init, vae_config
 
 log = logging.getLogger(__name__)
@@ -51,9 +51,11 @@ def gene_means(codes: pd.DataFrame, controls: str, n_cells: int | None, seed: in
     return pd.DataFrame.from_dict(rows, orient="index", columns=cols)
 
 
-def traversal_strip(decoder, codes: np.ndarray, path, title: str, n_values: int = 7) -> None:
+def traversal_strip(decoder, codes: np.ndarray, path, title: str, n_values: int = 7,
+                    channels: list[str] | None = None) -> None:
     """PNG: one row per latent, decoding the median code with that latent swept over its
-    5th..95th percentile across ``codes`` (n, d) in ``n_values`` steps."""
+    5th..95th percentile across ``codes`` (n, d) in ``n_values`` steps; ``channels`` (names
+    in channel order) adds a legend of their display colours."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -75,7 +77,14 @@ def traversal_strip(decoder, codes: np.ndarray, path, title: str, n_values: int 
     ax.set_yticklabels([f"z_{j}" for j in range(d)], fontsize=8)
     ax.set_xticks([0.5 * s, (k - 0.5) * s])
     ax.set_xticklabels(["5th pct", "95th pct"], fontsize=8)
-    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("latent value (others held at their median)", fontsize=8)
+    ax.set_ylabel("latent swept", fontsize=8)
+    ax.set_title(title, fontsize=9, pad=16 if channels else 6)
+    if channels:
+        from matplotlib.patches import Patch
+        handles = [Patch(color=PALETTE[i % len(PALETTE)], label=name) for i, name in enumerate(channels)]
+        ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0),
+                  ncol=len(handles), fontsize=7, frameon=False, handlelength=1.0)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp)
@@ -89,9 +98,10 @@ def vae_traversals(source_model, finetuned_model, source_codes, screen_codes, so
     for model, codes, png, title in (
             (finetuned_model, screen_codes, screen_png, "fine-tuned VAE: each latent swept over the screen's codes"),
             (source_model, source_codes, source_png, "Source VAE: each latent swept over the Source codes")):
-        _, nets = load_vae(model, torch.device("cpu"))
+        payload, nets = load_vae(model, torch.device("cpu"))
         table = read_table(codes)
-        traversal_strip(nets["decoder"], table[code_columns(table)].to_numpy(dtype=np.float32), png, title)
+        traversal_strip(nets["decoder"], table[code_columns(table)].to_numpy(dtype=np.float32), png, title,
+                        channels=list(payload["channels"]))
 
 
 def extract_vae(source_model, finetuned_model, source_path, cells_path, cfg: dict | None, seed: int, out: dict,
