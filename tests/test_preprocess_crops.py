@@ -103,8 +103,9 @@ def test_well_without_kept_cells_gives_a_valid_empty_file(tmp_path):
 
 
 def _two_tile_well(tmp_path, second: np.ndarray):
-    """Well W of plate P: tile t (a dot per cell on a gradient) and tile z (``second``), 2 cells each."""
+    """Well W of plate P: tile t (a dot, and a gradient in channel b) and tile z (``second``), 2 cells each."""
     good = np.zeros((2, 32, 32), np.float32)
+    good[0, 10, 12] = 100.0  # a dot under cell t1
     good[1] = np.arange(32, dtype=np.float32)[None, :]  # a gradient: never a constant crop
     (tmp_path / "P" / "W").mkdir(parents=True)
     tifffile.imwrite(tmp_path / "P/W/t.tif", good, photometric="minisblack")
@@ -174,3 +175,16 @@ def test_crop_well_reads_one_file_per_channel(tmp_path):
     crops = read_crops(tmp_path / "W.h5")
     assert crops[0, 0, 8, 8] == 1.0 and crops[0, 0].sum() == 1.0
     np.testing.assert_allclose(crops[0, 1, 0, :2], [0.04, 0.05], atol=1e-3)  # columns 4, 5 of the gradient
+
+
+def test_blank_crops_and_constant_tiles_reach_the_terminal_from_a_job(tmp_path, capfd):
+    from opsembed.io.logs import script_logging
+
+    pattern = _two_tile_well(tmp_path, np.zeros((2, 32, 32), np.float32))
+    with script_logging(str(tmp_path / "job.log")):
+        run_crop_well(tmp_path / "cells.parquet", tmp_path / "ff.npz", tmp_path / "pct.tsv", tmp_path / "W.h5",
+                      {"size": 16, "edge": "pad"}, ["a", "b"], pattern, "P", "W")
+    err = capfd.readouterr().err
+    assert "opsembed: WARNING: plate P well W: 1 tile(s) with a constant channel (" in err
+    assert "P/W/z.tif); 2 of 4 crops are blank" in err
+    assert "P/W/z.tif: every channel is constant" in (tmp_path / "job.log").read_text()

@@ -36,3 +36,12 @@ def script_logging(log_path: str | None) -> Iterator[logging.Logger]:
         finally:
             root.removeHandler(handler)
             sys.stdout, sys.stderr = old_out, old_err
+
+
+def terminal_warning(message: str, logger: logging.Logger | None = None) -> None:
+    """Log ``message`` as a WARNING (on ``logger``, default ``opsembed``) and, inside a rule
+    script (whose stderr ``script_logging`` sends to the job log), also print it on the
+    terminal's stderr, where Snakemake's own output goes."""
+    (logger or logging.getLogger("opsembed")).warning(message)
+    if sys.__stderr__ is not None and sys.stderr is not sys.__stderr__:
+        print(f"opsembed: WARNING: {message}", file=sys.__stderr__, flush=True)

@@ -22,6 +22,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from ..io.h5 import iter_crop_blocks, write_cells_h5
+from ..io.logs import terminal_warning
 from ..io.tables import read_table
 from ..io.tiles import read_tile, resolve_tokens, tile_path, warn_constant
 from .flatfield import correct, load_model
@@ -83,13 +84,15 @@ def blank_crops(crops: np.ndarray) -> np.ndarray:
 
 def iter_well_crops(kept: pd.DataFrame, tiles_pattern: str, flatfield: np.ndarray,
                     darkfield: np.ndarray, low: np.ndarray, high: np.ndarray,
-                    size: int, tokens=None, channels=None, blank: list | None = None) -> Iterator[np.ndarray]:
+                    size: int, tokens=None, channels=None, blank: list | None = None,
+                    constant: list | None = None) -> Iterator[np.ndarray]:
     """Yield float32 (n_tile, C, S, S) crops in [0, 1], one block per tile, in ``kept`` order.
 
     Each tile is read once (``tokens`` for a ``{channel}`` pattern), corrected as
     (raw - darkfield) / flatfield, mapped with ``percentile_map`` and cropped; memory is
-    one tile. A tile with a constant channel is logged as a WARNING; ``blank`` (a list,
-    when given) receives each block's ``blank_crops``. Yields one empty block when
+    one tile. A tile with a constant channel is logged as a WARNING (and its reference
+    appended to ``constant``, a list, when given); ``blank`` (a list, when given) receives
+    each block's ``blank_crops``. Yields one empty block when
     ``kept`` is empty so that the well file is still written.
     """
     n_channels = flatfield.shape[0]
@@ -101,7 +104,8 @@ def iter_well_crops(kept: pd.DataFrame, tiles_pattern: str, flatfield: np.ndarra
         first = cells.iloc[0]
         ref = tile_path(tiles_pattern, first["plate"], first["well"], first["tile"])
         raw = read_tile(ref, n_channels, tokens)
-        warn_constant(ref, raw, channels)
+        if warn_constant(ref, raw, channels) and constant is not None:
+            constant.append(ref)
         image = percentile_map(correct(raw, flatfield, darkfield), low, high)
         if not np.isfinite(image).all():  # read_tile and load_model refuse NaN: a guard, never expected
             raise ValueError(f"{ref}: non-finite pixels after flatfield correction and rescaling")
@@ -139,14 +143,17 @@ def run_crop_well(cells_path: str | os.PathLike, flatfield_path, percentiles_pat
              "edge": edge, "channels": list(channels)}
     tokens = resolve_tokens(channels, channel_tokens, tiles_pattern)
     blank: list[np.ndarray] = []
-    blocks = iter_well_crops(kept, tiles_pattern, flatfield, darkfield, low, high, size, tokens, channels, blank)
+    constant: list[str] = []
+    blocks = iter_well_crops(kept, tiles_pattern, flatfield, darkfield, low, high, size, tokens, channels,
+                             blank, constant)
     write_cells_h5(out_path, kept, blocks, attrs)
     blank_mask = np.concatenate(blank) if blank else np.zeros(0, bool)
-    if blank_mask.any():  # rare: rewrite the file without them (Snakemake reruns a job killed meanwhile)
-        n_blank = int(blank_mask.sum())
-        log.warning("plate %s well %s: %d of %d crops are blank (constant in every channel, e.g. from an "
-                    "empty or all-zero tile) and are dropped; see the tile warnings above", plate, well,
-                    n_blank, len(kept))
+    n_blank = int(blank_mask.sum())
+    if constant or n_blank:
+        terminal_warning(f"plate {plate} well {well}: {len(constant)} tile(s) with a constant channel "
+                         f"({', '.join(constant[:5])}{' ...' if len(constant) > 5 else ''}); {n_blank} of "
+                         f"{len(kept)} crops are blank (constant in every channel) and are dropped", log)
+    if n_blank:  # rare: rewrite the file without them (Snakemake reruns a job killed meanwhile)
         attrs.update(n_kept=len(kept) - n_blank, n_dropped_blank=n_blank)
         write_cells_h5(out_path, kept[~blank_mask], _kept_blocks(out_path, ~blank_mask), attrs)
 

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from ..io.atomic import atomic_path
 from ..io.errors import InputError
+from ..io.logs import terminal_warning
 from ..io.tiles import constant_channels, read_tile, resolve_tokens, tile_shape, warn_constant
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,11 @@ def run_fit_flatfield(tile_paths, model_path, qc_path, cfg: dict, channels: list
                              f"to fit a flatfield. Add tiles, or {DISABLE}.")
         sample = sample_paths(tile_paths, n_tiles, seed)
         stack = load_stack(sample, len(channels), tokens, channels)
+        constant = [path for path, tile in zip(sample, stack) if constant_channels(tile)]
+        if constant:
+            terminal_warning(f"plate {plate}: {len(constant)} of {len(sample)} sampled tile(s) have a constant "
+                             f"channel (left out of that channel's flatfield fit): {', '.join(constant[:5])}"
+                             f"{' ...' if len(constant) > 5 else ''}", log)
         start = time.perf_counter()
         try:
             flatfield, darkfield = fit_basic(stack - offset, bool(cfg["get_darkfield"]), threads, channels)

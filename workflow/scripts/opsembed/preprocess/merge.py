@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from ..io.errors import InputError
 from ..io.h5 import iter_crop_blocks, read_attrs, read_obs, write_cells_h5
+from ..io.logs import terminal_warning
 from ..io.tables import read_table, write_table
 from .zscore import ChannelMoments, zscore
 
@@ -104,9 +105,9 @@ def _collect(crop_paths, cells_path, crop_size: int, channels: list[str]):
             parts.append(read_obs(path))
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     if summary["n_dropped_blank"].sum():
-        log.warning("%d blank crop(s) (constant in every channel, e.g. from an all-zero tile) were dropped; "
-                    "the crop_well logs name the tiles (summary.tsv: n_dropped_blank)",
-                    int(summary["n_dropped_blank"].sum()))
+        terminal_warning(f"{int(summary['n_dropped_blank'].sum())} blank crop(s) (constant in every channel, "
+                         "e.g. from an all-zero tile) were dropped; the crop_well logs name the tiles "
+                         "(summary.tsv: n_dropped_blank)", log)
     if not parts:
         raise InputError(f"{cells_path}: no cell has a whole crop inside its tile; "
                          "use a smaller preprocess.crop.size or preprocess.crop.edge: pad.")

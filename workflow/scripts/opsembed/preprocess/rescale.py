@@ -15,6 +15,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from ..io.errors import InputError
+from ..io.logs import terminal_warning
 from ..io.tables import read_table, write_table
 from ..io.tiles import read_tile, resolve_tokens, tile_path, warn_constant
 from .flatfield import correct, load_model, sample_paths
@@ -105,11 +106,16 @@ def run_rescale_percentiles(cells_path, flatfield_paths, table_path, qc_path, cf
         keys = cells[cells["plate"] == plate]
         paths = [tile_path(tiles_pattern, plate, w, t) for w, t in zip(keys["well"], keys["tile"])]
         chosen = sample_paths(paths, int(cfg["n_tiles"]), seed)
-        parts = []
+        parts, constant = [], []
         for path in tqdm(chosen, desc=f"plate {plate}", unit="tile"):
             raw = read_tile(path, len(channels), tokens)
-            warn_constant(path, raw, channels)
+            if warn_constant(path, raw, channels):
+                constant.append(path)
             parts.append(sample_pixels(correct(raw, flatfield, darkfield), rng))
+        if constant:
+            terminal_warning(f"plate {plate}: {len(constant)} of {len(chosen)} tile(s) sampled for the "
+                             f"percentiles have a constant channel: {', '.join(constant[:5])}"
+                             f"{' ...' if len(constant) > 5 else ''}", log)
         samples[plate] = np.concatenate(parts, axis=1)
         log.info("plate %s: %d pixels per channel from %d tiles", plate, samples[plate].shape[1], len(chosen))
     table = estimate_percentiles(samples, channels, float(cfg["low"]), float(cfg["high"]), cfg["scope"])

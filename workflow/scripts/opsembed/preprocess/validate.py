@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from typing import Callable
 
 import numpy as np
@@ -14,6 +13,7 @@ from tqdm import tqdm
 from ..io.cells import read_cells
 from ..io.errors import InputError
 from ..io.ground_truth import read_complexes
+from ..io.logs import terminal_warning
 from ..io.tables import write_table
 from ..io.tiles import resolve_tokens, tile_path, tile_shape
 from .crops import centre_index
@@ -145,12 +145,3 @@ def _warn_missing_genes(cells: pd.DataFrame, ground_truth_path, controls: str) -
             f"{len(missing)} of {len(genes)} genes are absent from the ground truth "
             f"{ground_truth_path} (they get embeddings but no benchmark pairs): "
             + ", ".join(missing[:MAX_LISTED]) + (" ..." if len(missing) > MAX_LISTED else ""))
-
-
-def terminal_warning(message: str) -> None:
-    """Log ``message`` as a WARNING and, inside a rule script (whose stderr
-    ``io.logs.script_logging`` sends to the job log), also print it on the terminal's
-    stderr, where Snakemake's own output goes."""
-    log.warning(message)
-    if sys.__stderr__ is not None and sys.stderr is not sys.__stderr__:
-        print(f"opsembed: WARNING: {message}", file=sys.__stderr__, flush=True)
