@@ -59,7 +59,7 @@ class _NaNUpdateAt(GrapeTrainer):
 def test_nan_update_is_not_checkpointed(tmp_path, cells_h5, one_thread):
     cfg = grape_config({**TINY, "iterations": 8, "checkpoint_every": 2, "log_every": 2})
     with pytest.raises(NonFiniteLossError) as err:
-        _run(_NaNUpdateAt(CellImages(cells_h5, 16, CPU), cfg, 0), tmp_path)
+        _run(_NaNUpdateAt(CellImages(cells_h5, 16, CPU, "auto", 0.5), cfg, 0), tmp_path)
     message = str(err.value)
     assert "step 4" in message and "generator." in message                     # what went bad, when
     assert "checkpoint (step 2)" in message and str(tmp_path / "ckpt") in message
@@ -83,7 +83,7 @@ class _NaNExport(GrapeTrainer):
 def test_model_file_is_never_written_with_nonfinite_weights(tmp_path, cells_h5, one_thread):
     cfg = grape_config({**TINY, "iterations": 2, "checkpoint_every": 2, "log_every": 2})
     with pytest.raises(NonFiniteLossError, match="model"):
-        _run(_NaNExport(CellImages(cells_h5, 16, CPU), cfg, 0), tmp_path)
+        _run(_NaNExport(CellImages(cells_h5, 16, CPU, "auto", 0.5), cfg, 0), tmp_path)
     assert not (tmp_path / "model.pt").exists()
 
 

@@ -90,7 +90,7 @@ def test_batched_kmeans_reproduces_sklearn_lloyd_from_the_same_centres():
 def test_empty_cluster_is_reseeded_like_sklearn():
     X, _ = _blobs(n_per=(8, 8), d=3, seed=4)
     init = np.concatenate([X[[0, 9]], np.full((1, 3), 100.0)])[None]  # third centre attracts no point
-    labels, centres, _, _ = batched_kmeans(X, init)
+    labels, centres, _, _ = batched_kmeans(X, init, max_iter=300)
     ref = KMeans(3, init=init[0], n_init=1, algorithm="lloyd", tol=0.0).fit(X)
     np.testing.assert_array_equal(labels[0], ref.labels_)
     assert len(np.unique(labels[0])) == 3

@@ -23,7 +23,7 @@ N = 20
 
 def _model(cells, path):
     """An untrained GRAPE model file (TINY widths, 16 px), written as training writes it."""
-    trainer = GrapeTrainer(CellImages(cells, TINY["image_size"], CPU), grape_config(TINY), 0)
+    trainer = GrapeTrainer(CellImages(cells, TINY["image_size"], CPU, "auto", 0.5), grape_config(TINY), 0)
     save_checkpoint(trainer.model_payload(0), path)
     return path
 

@@ -23,7 +23,7 @@ def _train(tmp, cells, embedding=None, **cfg):
 
 
 def test_batches_are_controls_and_balanced_perturbed(cells_h5):
-    trainer = ImpaTrainer(CellImages(cells_h5, 16, CPU), impa_config(TINY), 0)
+    trainer = ImpaTrainer(CellImages(cells_h5, 16, CPU, "auto", 0.5), impa_config(TINY), 0)
     src = trainer.samplers["src"].draw(0, CPU)[1]
     tgt = trainer.samplers["tgt"].draw(0, CPU)[1]
     assert set(src.tolist()) == {GENES.index("ctrl")}
@@ -60,7 +60,7 @@ def test_trainable_embedding_resumes_exactly(tmp_path, cells_h5, one_thread):
     straight = _train(tmp_path / "a", cells_h5, **settings)
     b = tmp_path / "b"
     with pytest.raises(KeyboardInterrupt):
-        run_training(_KilledAt(CellImages(cells_h5, 16, CPU), impa_config({**TINY, **settings}), 0),
+        run_training(_KilledAt(CellImages(cells_h5, 16, CPU, "auto", 0.5), impa_config({**TINY, **settings}), 0),
                      b / "ckpt", b / "model.pt", b / "losses.tsv", b / "samples.png")
     resumed = _train(b, cells_h5, **settings)
     pd.testing.assert_frame_equal(straight, resumed, check_exact=True)
@@ -89,7 +89,7 @@ def test_perturbation_table_and_missing_controls(tmp_path):
     with pytest.raises(InputError, match="none of the screen's genes"):
         perturbation_table(["X"], tmp_path / "e.tsv", 0)
     write_cells(tmp_path / "c.h5")
-    images = CellImages(tmp_path / "c.h5", 16, CPU)
+    images = CellImages(tmp_path / "c.h5", 16, CPU, "auto", 0.5)
     images.controls = "nontargeting"
     with pytest.raises(InputError, match="no 'nontargeting' cells"):
         ImpaTrainer(images, impa_config(TINY), 0)

@@ -127,7 +127,7 @@ def test_interventional_predictors_need_their_generator(toy, tmp_path):
 def test_ist_predictor_sees_restyled_cells_unless_kept_original(toy):
     root, gens = toy
     cfg = predictor_config(dict(PRED, augment=False))
-    data = load_fold(root / "cells.h5", OOD, FOLD, 16, torch.device("cpu"))
+    data = load_fold(root / "cells.h5", OOD, FOLD, 16, torch.device("cpu"), "auto", 0.5)
     restyler = load_restyler(gens["ist"], torch.device("cpu"))
     trainer = PredictorTrainer("ist", data, cfg, 0, restyler)
     batch = {name: (data.images.get(s.draw(0, torch.device("cpu"))[0]), s.draw(0, torch.device("cpu"))[1])
@@ -144,7 +144,7 @@ def test_ist_predictor_sees_restyled_cells_unless_kept_original(toy):
 
 def test_fold_samplers_draw_training_cells_balanced_over_genes(toy):
     root, _ = toy
-    data = load_fold(root / "cells.h5", OOD, FOLD, 16, torch.device("cpu"))
+    data = load_fold(root / "cells.h5", OOD, FOLD, 16, torch.device("cpu"), "auto", 0.5)
     rows, labels = data.gene_sampler(batch_size=9, seed=0, stream=0).draw(3, torch.device("cpu"))
     assert np.isin(rows.numpy(), data.fold["train_idx"]).all()
     assert sorted(labels[:, 0].tolist()) == sorted(data.train_genes * 3)        # 3 training genes x 3
@@ -155,7 +155,7 @@ def test_fold_samplers_draw_training_cells_balanced_over_genes(toy):
 def test_fold_keeps_only_the_cells_of_the_chosen_genes(toy):
     root, _ = toy
     # all four genes have 6 cells: max_genes=2 keeps G0 and G1 (names break the tie), no controls
-    data = load_fold(root / "cells.h5", dict(OOD, max_genes=2), FOLD, 16, torch.device("cpu"))
+    data = load_fold(root / "cells.h5", dict(OOD, max_genes=2), FOLD, 16, torch.device("cpu"), "auto", 0.5)
     genes = np.array(data.images.genes)[data.images.gene_ids]
     assert set(genes[data.fold["train_idx"]]) == {"G0"}           # G0 is only on P2
     assert genes[data.fold["test_idx"]].tolist() == ["G1"] * 6     # G1 is only on the held-out P1
@@ -176,7 +176,7 @@ def test_predictions_never_name_genes_without_training_cells(toy, tmp_path):
     root, gens = toy
     _train(root, gens, "naive", tmp_path)
     pred = Predictor(tmp_path / "model.pt", torch.device("cpu"))
-    images = CellImages(root / "cells.h5", 16, torch.device("cpu"))
+    images = CellImages(root / "cells.h5", 16, torch.device("cpu"), "auto", 0.5)
     probs, feats = pred.outputs(images, np.arange(images.n), batch_size=5)
     untrained = [i for i, g in enumerate(images.genes) if i not in pred.train_genes]
     assert [images.genes[i] for i in untrained] == ["G1", "G3"]      # odd genes live on P1 only
@@ -219,7 +219,7 @@ def test_embedding_is_the_mean_feature_per_gene_without_controls(toy, tmp_path):
     emb = read_embeddings(tmp_path / "dr.tsv")
     assert list(emb.index) == ["G0", "G1", "G2", "G3"] and emb.shape[1] == 16
     pred = Predictor(tmp_path / "model.pt", torch.device("cpu"))
-    images = CellImages(root / "cells.h5", 16, torch.device("cpu"))
+    images = CellImages(root / "cells.h5", 16, torch.device("cpu"), "auto", 0.5)
     _, feats = pred.outputs(images, np.arange(images.n), batch_size=7)
     genes = np.array(images.genes, dtype=object)[images.gene_ids]
     np.testing.assert_allclose(emb.loc["G2"].to_numpy(), feats[genes == "G2"].mean(0), rtol=1e-5, atol=1e-6)

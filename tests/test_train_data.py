@@ -59,8 +59,8 @@ def test_dihedral_applies_one_of_the_eight_symmetries_per_crop():
 
 
 def test_memory_and_disk_give_identical_batches(cells_h5, one_thread):
-    mem = CellImages(cells_h5, 16, CPU, in_memory=True)
-    disk = CellImages(cells_h5, 16, CPU, in_memory=False)
+    mem = CellImages(cells_h5, 16, CPU, True, 0.5)
+    disk = CellImages(cells_h5, 16, CPU, False, 0.5)
     assert mem.in_memory and not disk.in_memory
     assert mem.genes == GENES and mem.controls == "ctrl"
     sampler = {"x": BalancedSampler(mem.gene_ids, list(range(5)), 10, 0, 0)}

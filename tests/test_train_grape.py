@@ -26,7 +26,7 @@ def _train(tmp, cells, **cfg):
 
 
 def _batch(cells, n=10, step=0):
-    images = CellImages(cells, 16, CPU)
+    images = CellImages(cells, 16, CPU, "auto", 0.5)
     idx, y = BalancedSampler(images.gene_ids, list(range(len(GENES))), n, 0, 0).draw(step, CPU)
     return images.get(idx), y
 
@@ -63,7 +63,7 @@ def test_resume_continues_the_exact_sequence(tmp_path, cells_h5, one_thread):
     cfg = grape_config({**TINY, **settings})
     b = tmp_path / "b"
     with pytest.raises(KeyboardInterrupt):       # dies in step 6; checkpoint at 3 holds half a log window
-        run_training(_KilledAt(CellImages(cells_h5, 16, CPU), cfg, 0), b / "ckpt", b / "model.pt",
+        run_training(_KilledAt(CellImages(cells_h5, 16, CPU, "auto", 0.5), cfg, 0), b / "ckpt", b / "model.pt",
                      b / "losses.tsv", b / "samples.png")
     assert torch.load(b / "ckpt" / "last.pt", weights_only=True)["step"] == 3
     resumed = _train(b, cells_h5, **settings)
@@ -92,7 +92,7 @@ class _PoisonAt(GrapeTrainer):
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, cells_h5, one_thread):
     cfg = grape_config({**TINY, "iterations": 10, "checkpoint_every": 4, "log_every": 2})
-    trainer = _PoisonAt(CellImages(cells_h5, 16, CPU), cfg, 0)
+    trainer = _PoisonAt(CellImages(cells_h5, 16, CPU, "auto", 0.5), cfg, 0)
     with pytest.raises(NonFiniteLossError, match=r"became NaN or infinite at step 6.*checkpoint \(step 4\)"):
         run_training(trainer, tmp_path / "ckpt", tmp_path / "m.pt", tmp_path / "l.tsv", tmp_path / "s.png")
     kept = torch.load(tmp_path / "ckpt" / "last.pt", weights_only=True)

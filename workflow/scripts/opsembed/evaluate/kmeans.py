@@ -74,7 +74,7 @@ def kmeans_plusplus(values: np.ndarray, k: int, seeds: np.ndarray) -> np.ndarray
 
 
 def batched_kmeans(values: np.ndarray, init: np.ndarray,
-                   max_iter: int = 300) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                   max_iter: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Lloyd's k-means from each of ``R`` initial centre sets ``init`` (R, k, d).
 
     Iterates assignment (squared Euclidean, ties to the lowest cluster index) and mean

@@ -59,7 +59,7 @@ class CellImages:
     """
 
     def __init__(self, path: str | os.PathLike, image_size: int, device: torch.device,
-                 in_memory: bool | str = "auto", memory_fraction: float = 0.5):
+                 in_memory: bool | str, memory_fraction: float):
         self.path = str(path)
         self.image_size = int(image_size)
         self.device = device

@@ -84,7 +84,7 @@ class FoldData:
 
 
 def load_fold(cells_path: str | os.PathLike, ood_cfg: dict | None, fold: str, image_size: int,
-              device: torch.device, in_memory: bool | str = "auto", memory_fraction: float = 0.5) -> FoldData:
+              device: torch.device, in_memory: bool | str, memory_fraction: float) -> FoldData:
     """The fold ``fold`` (an id of ``list_folds``) of the cells file, crops at ``image_size``.
 
     Only the cells of the genes kept by ``ood.genes`` / ``ood.max_genes`` are in the fold
