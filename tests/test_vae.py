@@ -163,3 +163,50 @@ def test_source_dataset_small_grid(tmp_path):
     # seeded
     write_source(tmp_path / "again.h5", ["DNA", "gH2AX", "tubulin", "actin"], 48, 16, 2, 3, factors=factors)
     assert np.array_equal(read_crop_range(tmp_path / "again.h5", 0, 24), x)
+
+
+def test_train_resume_finetune_and_extract(tmp_path, one_thread):
+    """A few steps on a tiny Source grid, resumed, fine-tuned on a tiny screen, then encoded."""
+    import pandas as pd
+
+    from opsembed.io.embeddings import read_embeddings
+    from opsembed.io.h5 import write_cells_h5
+    from opsembed.io.tables import read_table
+    from opsembed.simulate.factors import write_source
+    from opsembed.train.vae_extract import extract_vae
+    from opsembed.train.vae_trainer import finetune_vae, load_vae, train_vae_source
+
+    factors = {"nucleus_radius": ("px", (7.0, 13.0)), "actin_intensity": ("relative", (0.5, 1.5))}
+    source = tmp_path / "source.h5"
+    write_source(source, ["DNA", "actin"], 32, 16, repeats=2, seed=0, factors=factors)
+    cfg = {"image_size": 16, "conv_dims": [8, 8], "hidden_dim": 16, "latent_dim": 3, "batch_size": 4,
+           "iterations": 2, "finetune_iterations": 3, "checkpoint_every": 1, "log_every": 1, "device": "cpu",
+           "progress_interval": 60}
+    s = tmp_path / "s"
+    train_vae_source(source, cfg, 0, s / "model.pt", s / "losses.tsv", s / "samples.png", s / "ckpt")
+    first = load_vae(s / "model.pt", torch.device("cpu"))[1].state_dict()
+    train_vae_source(source, {**cfg, "iterations": 4}, 0, s / "model.pt", s / "losses.tsv", s / "samples.png",
+                     s / "ckpt")                                   # resumes at step 2
+    assert read_table(s / "losses.tsv")["step"].tolist() == [1, 2, 3, 4]
+    assert not torch.equal(first["encoder.head.3.weight"],
+                           load_vae(s / "model.pt", torch.device("cpu"))[1].state_dict()["encoder.head.3.weight"])
+    rng = np.random.default_rng(0)
+    n = 12
+    obs = pd.DataFrame({"cell_id": [f"c{i}" for i in range(n)], "gene": ["A", "B", "nt"] * 4,
+                        "plate": ["P1"] * 6 + ["P2"] * 6})
+    obs["batch"] = obs["plate"]
+    cells = tmp_path / "cells.h5"
+    write_cells_h5(cells, obs, [rng.normal(size=(n, 2, 16, 16)).astype(np.float32)],
+                   {"channels": ["DNA", "actin"], "genes": ["A", "B", "nt"], "controls": "nt", "crop_size": 16})
+    f = tmp_path / "f"
+    finetune_vae(cells, s / "model.pt", cfg, 0, f / "model.pt", f / "losses.tsv", f / "samples.png", f / "ckpt")
+    assert len(read_table(f / "losses.tsv")) == 3
+    keys = ["source_source", "random_source", "source_screen", "finetuned_screen", "random_screen"]
+    out = {k: tmp_path / f"{k}.tsv" for k in keys} | {"embeddings": tmp_path / "vae.tsv"}
+    extract_vae(s / "model.pt", f / "model.pt", source, cells, cfg, 0, out)
+    emb = read_embeddings(out["embeddings"])
+    assert list(emb.index) == ["A", "B"] and emb.shape[1] == 3
+    codes = read_table(out["finetuned_screen"])
+    assert np.allclose(emb.loc["A"].to_numpy(), codes[codes["gene"] == "A"][["z_0", "z_1", "z_2"]].mean().to_numpy(),
+                       atol=1e-5)
+    assert len(read_table(out["source_source"])) == 8
