@@ -110,7 +110,7 @@ def test_zero_padded_screen_runs_through_preprocessing(tmp_path):
     pattern = str(root / "tiles/{plate}/{well}/{tile}.tif")
     run_validate_inputs(root / "cells.csv", root / "complexes.tsv", res / "cells.parquet", {},
                         CHANNELS, "nontargeting", "plate", pattern, CROP)
-    ff = {"enabled": False, "n_tiles": 2, "get_darkfield": False}
+    ff = {"enabled": False, "n_tiles": 2, "get_darkfield": False, "offset": 0.0}
     for plate in PLATES:
         tiles = [root / f"tiles/{plate}/{WELL}/{t}.tif" for t in TILES]
         run_fit_flatfield(tiles, res / f"ff/{plate}.npz", res / f"ff/{plate}.png", ff, CHANNELS, 0, plate)

@@ -73,7 +73,7 @@ def test_run_fit_flatfield_writes_model_and_qc(tmp_path):
     for i, tile in enumerate(tiles):
         paths.append(tmp_path / f"t{i}.tif")
         tifffile.imwrite(paths[-1], tile.astype(np.uint16))
-    cfg = {"enabled": True, "n_tiles": 5, "get_darkfield": False}
+    cfg = {"enabled": True, "n_tiles": 5, "get_darkfield": False, "offset": 0.0}
     run_fit_flatfield(paths, tmp_path / "ff.npz", tmp_path / "ff.png", cfg, ["a", "b"], 0, "P1")
     flat, dark, channels = load_model(tmp_path / "ff.npz")
     assert channels == ["a", "b"] and flat.shape == (2, SIZE, SIZE) and not dark.any()
@@ -87,7 +87,7 @@ def test_run_fit_flatfield_writes_model_and_qc(tmp_path):
 
 def test_disabled_flatfield_is_identity(tmp_path):
     tifffile.imwrite(tmp_path / "t.tif", np.zeros((3, 20, 30), np.uint8), photometric="minisblack")
-    cfg = {"enabled": False, "n_tiles": 5, "get_darkfield": True}
+    cfg = {"enabled": False, "n_tiles": 5, "get_darkfield": True, "offset": 0.0}
     run_fit_flatfield([tmp_path / "t.tif"], tmp_path / "ff.npz", tmp_path / "ff.png", cfg, ["a", "b", "c"], 0, "P")
     flat, dark, _ = load_model(tmp_path / "ff.npz")
     assert flat.shape == (3, 20, 30) and (flat == 1).all() and (dark == 0).all()
@@ -127,7 +127,7 @@ def _write_tiles(tmp_path, stack, name="t"):
     return paths
 
 
-ENABLED = {"enabled": True, "n_tiles": 24, "get_darkfield": False}
+ENABLED = {"enabled": True, "n_tiles": 24, "get_darkfield": False, "offset": 0.0}
 
 
 def test_one_tile_plate_or_n_tiles_1_is_a_clear_error_not_an_index_error(tmp_path):

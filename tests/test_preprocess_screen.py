@@ -145,7 +145,7 @@ def test_chain_on_tiny_screen(screen):
     for plate in ("P1", "P2"):
         tiles = [screen / f"tiles/{plate}/A01/{t}.tif" for t in ("t0", "t1")]
         run_fit_flatfield(tiles, res / f"ff/{plate}.npz", res / f"ff/{plate}.png",
-                          {"enabled": False, "n_tiles": 2, "get_darkfield": False}, CHANNELS, 0, plate)
+                          {"enabled": False, "n_tiles": 2, "get_darkfield": False, "offset": 0.0}, CHANNELS, 0, plate)
     run_rescale_percentiles(res / "cells.parquet", [res / "ff/P1.npz", res / "ff/P2.npz"],
                             res / "percentiles.tsv", res / "percentiles.png",
                             {"low": 0.0, "high": 100.0, "scope": "plate", "n_tiles": 2},

@@ -19,7 +19,7 @@ def test_bbbc016_flatfield_matches_the_smoothed_mean_image(real_data, tmp_path):
     """24 GFP tiles of one plate: BaSiC's flatfield follows the real illumination gradient."""
     paths = sorted((real_data / "illumination_bbbc016_gfp").glob("*.TIF"))
     assert len(paths) == 24
-    cfg = {"enabled": True, "n_tiles": 24, "get_darkfield": True}
+    cfg = {"enabled": True, "n_tiles": 24, "get_darkfield": True, "offset": 0.0}
     run_fit_flatfield(paths, tmp_path / "ff.npz", tmp_path / "ff.png", cfg, ["GFP"], 0, "BBBC016")
     flat, dark, _ = load_model(tmp_path / "ff.npz")
     assert flat.shape == (1, 512, 512) and flat.mean() == pytest.approx(1.0, abs=1e-4)
@@ -47,7 +47,7 @@ def test_ht29_crops_are_centred_on_cellprofiler_nuclei(real_data, tmp_path):
     channels, size = ["DNA", "PH3", "cell"], 32
     pattern = str(tmp_path / "tiles/{plate}/{well}/{tile}.tif")
     run_fit_flatfield([tile], tmp_path / "ff.npz", tmp_path / "ff.png",
-                      {"enabled": False, "n_tiles": 1, "get_darkfield": False}, channels, 0, "P1")
+                      {"enabled": False, "n_tiles": 1, "get_darkfield": False, "offset": 0.0}, channels, 0, "P1")
     run_rescale_percentiles(tmp_path / "cells.parquet", [tmp_path / "ff.npz"], tmp_path / "pct.tsv", None,
                             {"low": 0.1, "high": 99.9, "scope": "plate", "n_tiles": 1}, channels, ["P1"], 0,
                             pattern)

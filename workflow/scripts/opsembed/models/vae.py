@@ -17,9 +17,10 @@ Loss per pair: sum over both images of the reconstruction error (Gaussian, unit 
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
+
+from .blocks import check_image_size
 
 MODEL_KEYS = ("image_size", "latent_dim", "conv_dims", "hidden_dim", "input_kind", "input_dim")
 """Config keys that shape the networks (stored in the model file)."""
@@ -151,14 +152,6 @@ class MLPDecoder(nn.Module):
         return self.net(z)[:, :, None, None]
 
 
-def check_image_size(image_size: int, conv_dims) -> None:
-    """Raise ValueError unless ``image_size`` is divisible by 2 ** len(conv_dims)."""
-    k = 2 ** len(conv_dims)
-    if image_size % k or image_size < k:
-        raise ValueError(f"methods.vae.image_size ({image_size}) must be a multiple of {k} "
-                         f"(2 to the number of conv_dims, {len(conv_dims)}).")
-
-
 def build_vae(channels: int, cfg: dict) -> nn.ModuleDict:
     """{"encoder", "decoder"} for ``cfg["input_kind"]``: ``pixels`` (C x image_size^2 crops,
     ``channels`` = C) or ``features`` (``cfg["input_dim"]`` = D vectors)."""
@@ -166,7 +159,7 @@ def build_vae(channels: int, cfg: dict) -> nn.ModuleDict:
     if cfg["input_kind"] == "features":
         dim = int(cfg["input_dim"])
         return nn.ModuleDict({"encoder": MLPEncoder(dim, d, hidden), "decoder": MLPDecoder(dim, d, hidden)})
-    check_image_size(int(cfg["image_size"]), cfg["conv_dims"])
+    check_image_size(int(cfg["image_size"]), 2 ** len(cfg["conv_dims"]))  # S halves per conv block
     args = (channels, int(cfg["image_size"]), d, list(cfg["conv_dims"]), hidden)
     return nn.ModuleDict({"encoder": ConvEncoder(*args), "decoder": ConvDecoder(*args)})
 

@@ -146,7 +146,7 @@ def run_fit_flatfield(tile_paths, model_path, qc_path, cfg: dict, channels: list
     underestimates the vignetting. With ``cfg["enabled"]`` False, writes flatfield 1 and
     darkfield ``offset`` of the tile shape.
     """
-    offset = float(cfg.get("offset", 0.0))
+    offset = float(cfg["offset"])
     tokens = resolve_tokens(channels, channel_tokens, tiles_pattern)
     from ..io.figures import save_figure
     from .qc import plot_flatfield

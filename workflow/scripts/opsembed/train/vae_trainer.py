@@ -28,7 +28,6 @@ from ..models.vae import MODEL_KEYS, build_vae, pair_loss, warmup_beta
 from .checkpoint import load_checkpoint
 from .data import CellImages, dihedral, step_generator
 from .device import autocast, resolve_device
-from .ema import ParamEMA
 from .monitor import sample_grid
 from .vae_pairs import ScreenPairs, SourcePairs
 
@@ -78,7 +77,6 @@ class VaeTrainer(Trainer):
         self.optimizers = {"vae": torch.optim.Adam(params, lr=float(cfg["lr"]), betas=tuple(cfg["betas"]),
                                                    weight_decay=float(cfg["weight_decay"]))}
         self.run = ({k: torch.compile(m) for k, m in self.nets.items()} if cfg["compile"] else dict(self.nets))
-        self.ema = ParamEMA(self.nets, [], "none")
         self.samplers = pairs.views()
         self.augment = [i for i, s in enumerate(getattr(pairs, "schemes", [])) if s == "augment"]
         rng = np.random.default_rng([self.seed, 7])
