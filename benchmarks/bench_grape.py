@@ -46,7 +46,7 @@ def bench(cfg: dict, n_genes: int, channels: int, steps: int, warmup: int, cells
     del images
     trainer = GrapeTrainer(data, cfg, seed=0)
     n_params = {k: sum(p.numel() for p in m.parameters()) for k, m in trainer.nets.items()}
-    batches = iterate_batches(data, trainer.samplers, 0, warmup + steps)
+    batches = iterate_batches(data, trainer.samplers, 0, warmup + steps, cfg["num_workers"])
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     for step, batch in batches:

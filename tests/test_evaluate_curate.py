@@ -29,7 +29,7 @@ def _reasons(log):
 
 
 def test_hand_example():
-    curated, log = curate_complexes(_raw(), SCREENED, "nontargeting", min_genes=3, max_genes=4, seed=0)
+    curated, log = curate_complexes(_raw(), SCREENED, "nontargeting", min_genes=3, max_genes=4, max_complexes=None, seed=0)
     assert list(curated.columns) == ["gene", "complex"]
     groups = curated.groupby("complex")["gene"].apply(set).to_dict()
     assert set(groups) == {"A", "B", "E"}
@@ -53,20 +53,20 @@ def test_hand_example():
 
 
 def test_subsample_is_seeded_and_per_complex():
-    a0, _ = curate_complexes(_raw(), SCREENED, "nontargeting", 3, 4, seed=0)
-    again, _ = curate_complexes(_raw(), SCREENED, "nontargeting", 3, 4, seed=0)
+    a0, _ = curate_complexes(_raw(), SCREENED, "nontargeting", 3, 4, None, 0)
+    again, _ = curate_complexes(_raw(), SCREENED, "nontargeting", 3, 4, None, 0)
     pd.testing.assert_frame_equal(a0, again)
-    samples = {tuple(curate_complexes(_raw(), SCREENED, "nontargeting", 3, 4, seed=s)[0]
+    samples = {tuple(curate_complexes(_raw(), SCREENED, "nontargeting", 3, 4, None, s)[0]
                      .query("complex == 'A'")["gene"]) for s in range(8)}
     assert len(samples) > 1  # the seed matters
     # dropping an unrelated complex does not change A's sample
     fewer = _raw().query("complex != 'E'")
-    b0, _ = curate_complexes(fewer, SCREENED, "nontargeting", 3, 4, seed=0)
+    b0, _ = curate_complexes(fewer, SCREENED, "nontargeting", 3, 4, None, 0)
     assert list(b0.query("complex == 'A'")["gene"]) == list(a0.query("complex == 'A'")["gene"])
 
 
 def test_max_complexes_keeps_the_largest():
-    curated, log = curate_complexes(_raw(), SCREENED, "nontargeting", 3, 10, max_complexes=2)
+    curated, log = curate_complexes(_raw(), SCREENED, "nontargeting", 3, 10, max_complexes=2, seed=0)
     assert set(curated["complex"]) == {"A", "B"}  # A (6), then B and E tie at 3: B by name
     assert set(log.loc[log["reason"] == "max_complexes", "gene"]) == {"e1", "e2", "e3"}
 
@@ -75,14 +75,14 @@ def test_tie_break_is_by_name():
     raw = pd.DataFrame([("Z", g) for g in ["x", "y1", "y2"]] + [("M", g) for g in ["x", "m1", "m2"]],
                        columns=["complex", "gene"])
     curated, log = curate_complexes(raw.assign(complex=raw["complex"].replace({"Z": "K"})),
-                                    ["x", "y1", "y2", "m1", "m2"], None, 2, 5)
+                                    ["x", "y1", "y2", "m1", "m2"], None, 2, 5, None, 0)
     assert set(curated.query("gene == 'x'")["complex"]) == {"K"}  # K < M
-    curated, _ = curate_complexes(raw, ["x", "y1", "y2", "m1", "m2"], None, 2, 5)
+    curated, _ = curate_complexes(raw, ["x", "y1", "y2", "m1", "m2"], None, 2, 5, None, 0)
     assert set(curated.query("gene == 'x'")["complex"]) == {"M"}  # M < Z
 
 
 def test_fewer_than_two_complexes_is_an_input_error():
     with pytest.raises(InputError, match=r"fewer than 2 usable complexes.*6 complex\(es\) in the input"):
-        curate_complexes(_raw(), SCREENED, "nontargeting", min_genes=5, max_genes=10)
+        curate_complexes(_raw(), SCREENED, "nontargeting", min_genes=5, max_genes=10, max_complexes=None, seed=0)
     with pytest.raises(InputError, match="min_genes"):
-        curate_complexes(_raw(), SCREENED, "nontargeting", min_genes=6, max_genes=5)
+        curate_complexes(_raw(), SCREENED, "nontargeting", min_genes=6, max_genes=5, max_complexes=None, seed=0)

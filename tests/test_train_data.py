@@ -64,7 +64,7 @@ def test_memory_and_disk_give_identical_batches(cells_h5, one_thread):
     assert mem.in_memory and not disk.in_memory
     assert mem.genes == GENES and mem.controls == "ctrl"
     sampler = {"x": BalancedSampler(mem.gene_ids, list(range(5)), 10, 0, 0)}
-    a = list(iterate_batches(mem, sampler, 2, 4))
+    a = list(iterate_batches(mem, sampler, 2, 4, num_workers=0))
     b = list(iterate_batches(disk, sampler, 2, 4, num_workers=1))
     assert [s for s, _ in a] == [s for s, _ in b] == [2, 3]
     for (_, ba), (_, bb) in zip(a, b):

@@ -149,7 +149,7 @@ def test_source_dataset_small_grid(tmp_path):
     factors = {"nucleus_radius": ("px", (7.0, 13.0)), "actin_intensity": ("relative", (0.5, 1.5)),
                "cell_angle": ("radians", (0.0, 1.0, 2.0))}
     path = tmp_path / "source.h5"
-    write_source(path, ["DNA", "gH2AX", "tubulin", "actin"], 48, 16, repeats=2, seed=3, factors=factors)
+    write_source(path, ["DNA", "gH2AX", "tubulin", "actin"], 48, 16, repeats=2, seed=3, low=0.1, high=99.9, factors=factors)
     obs, attrs = read_obs(path), read_attrs(path)
     assert len(obs) == 2 * 2 * 3 * 2 and list(attrs["factors"]) == list(factors)
     assert list(attrs["factor_sizes"]) == [2, 2, 3]
@@ -161,7 +161,7 @@ def test_source_dataset_small_grid(tmp_path):
     bright = (obs["actin_intensity"] == 1.5).to_numpy()
     assert x[bright, 3].mean() > x[~bright, 3].mean() + 0.3
     # seeded
-    write_source(tmp_path / "again.h5", ["DNA", "gH2AX", "tubulin", "actin"], 48, 16, 2, 3, factors=factors)
+    write_source(tmp_path / "again.h5", ["DNA", "gH2AX", "tubulin", "actin"], 48, 16, 2, 3, 0.1, 99.9, factors=factors)
     assert np.array_equal(read_crop_range(tmp_path / "again.h5", 0, 24), x)
 
 
@@ -178,7 +178,7 @@ def test_train_resume_finetune_and_extract(tmp_path, one_thread):
 
     factors = {"nucleus_radius": ("px", (7.0, 13.0)), "actin_intensity": ("relative", (0.5, 1.5))}
     source = tmp_path / "source.h5"
-    write_source(source, ["DNA", "actin"], 32, 16, repeats=2, seed=0, factors=factors)
+    write_source(source, ["DNA", "actin"], 32, 16, repeats=2, seed=0, low=0.1, high=99.9, factors=factors)
     cfg = {"image_size": 16, "conv_dims": [8, 8], "hidden_dim": 16, "latent_dim": 3, "batch_size": 4,
            "iterations": 2, "finetune_iterations": 3, "checkpoint_every": 1, "log_every": 1, "device": "cpu",
            "progress_interval": 60}

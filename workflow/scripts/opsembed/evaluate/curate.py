@@ -40,10 +40,10 @@ def curate_complexes(
     complexes: pd.DataFrame,
     screened_genes: Iterable[str],
     controls: str | None,
-    min_genes: int = 5,
-    max_genes: int = 10,
-    max_complexes: int | None = None,
-    seed: int = 0,
+    min_genes: int,
+    max_genes: int,
+    max_complexes: int | None,
+    seed: int,
     source: str = "ground truth",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Curate a long ``(complex, gene)`` table against the screened genes.

@@ -26,8 +26,8 @@ META = ["cell_id", "gene", "plate", "well", "batch"]
 def engineered_embeddings(
     features: pd.DataFrame,
     genes_per_cell,
-    pca_variance: float = 0.95,
-    seed: int = 0,
+    pca_variance: float,
+    seed: int,
     controls: str | None = None,
 ) -> tuple[list[str], np.ndarray]:
     """Per-gene mean of the standardised, PCA-reduced per-cell features.

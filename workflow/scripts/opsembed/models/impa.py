@@ -34,7 +34,7 @@ class PerturbationStyle(nn.Module):
     """
 
     def __init__(self, n_genes: int, style_dim: int, hidden: int, noise_dim: int,
-                 table: np.ndarray | None = None, embed_dim: int = 500, init_std: float = 1.0):
+                 table: np.ndarray | None, embed_dim: int, init_std: float):
         super().__init__()
         self.noise_dim = noise_dim
         self.init_std = init_std

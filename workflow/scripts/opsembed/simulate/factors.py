@@ -148,7 +148,7 @@ def area_resize(crops: np.ndarray, size: int) -> np.ndarray:
 
 
 def write_source(path: str | os.PathLike, channels: list[str], crop_size: int, size: int,
-                 repeats: int, seed: int, low: float = 0.1, high: float = 99.9,
+                 repeats: int, seed: int, low: float, high: float,
                  factors: Factors = FACTORS) -> None:
     """Render, normalise and write the Source dataset as a cells file (``io.h5`` layout).
 

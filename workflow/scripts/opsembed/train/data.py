@@ -225,7 +225,7 @@ Batch = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
 def iterate_batches(images: CellImages, samplers: dict[str, BalancedSampler], start: int, stop: int,
-                    num_workers: int = 4) -> Iterator[tuple[int, Batch]]:
+                    num_workers: int) -> Iterator[tuple[int, Batch]]:
     """Yield (step, {stream: (crops float32 (B, C, S, S) on device, gene ids (B,) on device)})
     for steps ``start`` .. ``stop - 1``. Crops in memory are gathered where they live;
     streamed crops are read by ``num_workers`` DataLoader workers, a few steps ahead."""

@@ -32,7 +32,7 @@ class Monitor:
     """
 
     def __init__(self, names: list[str], total: int, start: int, log_every: int, device: torch.device,
-                 tensorboard_dir: str | None = None, progress_interval: float = 10.0, label: str = "train"):
+                 tensorboard_dir: str | None, progress_interval: float, label: str = "train"):
         self.names, self.total, self.log_every = list(names), int(total), int(log_every)
         self.rows: list[list[float]] = []
         self.sums = torch.zeros(len(names), dtype=torch.float64, device=device)
