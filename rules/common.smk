@@ -69,17 +69,19 @@ def cell_groups(columns, optional=()):
     else:
         from opsembed.io.cells import check_path_names, separator_hint
         from opsembed.io.errors import InputError
+        from opsembed.io.presets import missing_hint, resolve_columns
         from opsembed.io.tables import read_table, table_columns
 
         path = config["input"]["cells"]
-        rename = config["input"]["columns"]
-        source = {dst: src for src, dst in rename.items()}
+        preset = config["input"]["preset"]
         header = table_columns(path)
+        rename = resolve_columns(preset, config["input"]["columns"], header)  # explicit wins
+        source = {dst: src for src, dst in rename.items()}
         present = set(header)
         missing = [c for c in columns if source.get(c, c) not in present]
         if missing:
             raise InputError(f"{path}: missing column(s) {missing}; map other spellings with "
-                             f"input.columns.{separator_hint(header)}")
+                             f"input.columns.{separator_hint(header)}{missing_hint(preset, missing)}")
         # once each: a column both required and optional (e.g. plate, an OOD level's) would be
         # read twice from a Parquet file
         read = list(dict.fromkeys(source.get(c, c) for c in list(columns) + list(optional)

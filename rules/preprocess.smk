@@ -12,6 +12,7 @@ rule validate_inputs:
         cells="results/preprocess/cells.parquet",
     params:
         columns=config["input"]["columns"],
+        preset=config["input"]["preset"],
         channels=config["channels"],
         controls=config["controls"],
         batch_key=config["batch_key"],

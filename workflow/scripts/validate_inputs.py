@@ -9,6 +9,7 @@ with script_logging(snakemake.log[0]):  # noqa: F821  (snakemake is injected)
         snakemake.input.ground_truth,  # noqa: F821
         snakemake.output.cells,  # noqa: F821
         columns=snakemake.params.columns,  # noqa: F821
+        preset=snakemake.params.preset,  # noqa: F821
         channels=list(snakemake.params.channels),  # noqa: F821
         controls=snakemake.params.controls,  # noqa: F821
         batch_key=snakemake.params.batch_key,  # noqa: F821

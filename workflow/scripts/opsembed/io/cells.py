@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
-from .tables import read_table
+from .presets import missing_hint, resolve_columns
+from .tables import read_table, table_columns
 
 REQUIRED = ["plate", "well", "tile", "y", "x", "gene"]
 """Columns every cell table must have (after renaming with ``input.columns``)."""
@@ -31,7 +32,7 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*")
 
 
 def read_cells(path: str | os.PathLike, columns: dict[str, str] | None = None,
-               text: Iterable[str] = ()) -> pd.DataFrame:
+               text: Iterable[str] = (), preset: str | None = None) -> pd.DataFrame:
     """Read and check the cell table at ``path``.
 
     ``columns`` maps a column name in the file to its contract name (for example
@@ -40,9 +41,12 @@ def read_cells(path: str | os.PathLike, columns: dict[str, str] | None = None,
     columns); they, the ``ID_COLUMNS`` and ``opsembed.io.tables.TEXT_COLUMNS`` are read as
     str exactly as written. Returns a frame with string ``plate, well, tile, gene, sgRNA,
     cell_id``, float64 ``y, x`` (pixel centre in the tile), then any other columns as read.
-    Raises InputError naming the file, column or first bad row (1-based data row).
+    ``preset`` (``input.preset``: cellprofiler, brieflow, funk2022) adds that tool's
+    renames under ``columns`` (``opsembed.io.presets``; ``columns`` wins).
+    Raises InputError naming the file, column or first bad row (1-based data row), and
+    the preset when a contract column is missing.
     """
-    columns = dict(columns or {})
+    columns = resolve_columns(preset, columns, table_columns(path) if preset else [])
     source = {dst: src for src, dst in columns.items()}
     df = read_table(path, text=[source.get(c, c) for c in ID_COLUMNS + list(text)])
     missing_src = [src for src in columns if src not in df.columns]
@@ -55,6 +59,7 @@ def read_cells(path: str | os.PathLike, columns: dict[str, str] | None = None,
         raise InputError(
             f"{path}: missing required column(s) {missing}. Required: {REQUIRED}. "
             f"Rename other spellings with input.columns in your config.{separator_hint(df.columns)}"
+            f"{missing_hint(preset, missing)}"
         )
     if df.columns.duplicated().any():
         dup = list(df.columns[df.columns.duplicated()])

@@ -36,10 +36,11 @@ def validate_inputs(
     crop_size: int,
     text_columns: list[str] = (),
     channel_tokens: dict | None = None,
+    preset: str | None = None,
 ) -> pd.DataFrame:
     """Check the cell table, the tiles and the ground truth; return the cell table.
 
-    Returns ``read_cells(cells_path, columns, text)`` plus a str ``batch`` column
+    Returns ``read_cells(cells_path, columns, text, preset)`` plus a str ``batch`` column
     (``zscore.batch_labels``: a well is a batch within its plate). ``text`` is the
     batch_key plus ``text_columns`` (further id columns, e.g. the OOD levels' columns),
     read as text exactly as written. Raises InputError, naming the file and row, for:
@@ -50,7 +51,7 @@ def validate_inputs(
     tile. Genes absent from the ground truth are only logged as a WARNING.
     Each tile's header is read once (``tile_shape``); no pixels are read.
     """
-    cells = read_cells(cells_path, columns, text=[batch_key, *text_columns])
+    cells = read_cells(cells_path, columns, text=[batch_key, *text_columns], preset=preset)
     if batch_key not in cells.columns:
         raise InputError(f"{cells_path}: batch_key {batch_key!r} is not a column of the cell table. "
                          f"Available columns: {list(cells.columns)}. Set batch_key in your config.")
@@ -71,7 +72,7 @@ def validate_inputs(
 
 def run_validate_inputs(cells_path, ground_truth_path, out_path, columns, channels, controls,
                         batch_key, tiles_pattern, crop_size, channel_tokens=None, text_columns=(),
-                        check_genes: Callable[[list[str]], object] | None = None) -> None:
+                        preset=None, check_genes: Callable[[list[str]], object] | None = None) -> None:
     """Validate (see ``validate_inputs``) and write the cell table to ``out_path`` (parquet).
 
     ``check_genes``, when given, is called with the screen's sorted genes (controls
@@ -81,7 +82,7 @@ def run_validate_inputs(cells_path, ground_truth_path, out_path, columns, channe
     """
     cells = validate_inputs(cells_path, ground_truth_path, columns, channels, controls,
                             batch_key, tiles_pattern, crop_size, text_columns=text_columns,
-                            channel_tokens=channel_tokens)
+                            channel_tokens=channel_tokens, preset=preset)
     if check_genes is not None:
         check_genes(sorted(cells["gene"].unique()))
     write_table(cells, out_path)
