@@ -131,3 +131,14 @@ def test_workflow_validates_a_cellprofiler_screen(tmp_path):
     assert out["y"].tolist() == contract["y"].astype(float).tolist()
     assert out["x"].tolist() == contract["x"].astype(float).tolist()
     assert out["gene"].tolist() == contract["gene"].tolist()
+
+
+def test_workflow_names_the_preset_when_a_tile_column_is_missing_at_parse_time(tmp_path):
+    root = _screen(tmp_path)
+    pd.read_csv(root / "cells.csv", dtype=str).rename(columns={
+        "plate": "Metadata_Plate", "well": "Metadata_Well", "tile": "Site"}).to_csv(
+        root / "cells.csv", index=False)
+    proc = _snakemake(root, {"input": {"preset": "cellprofiler"}})
+    assert proc.returncode != 0
+    assert ("cells.csv: missing column(s) ['tile']; map other spellings with input.columns. "
+            "input.preset 'cellprofiler' looks for tile from Metadata_Site or Metadata_Field") in proc.stderr
