@@ -39,6 +39,20 @@ rule evaluate_method:
             category="Gene embeddings",
             labels={"figure": "UMAP", "method": "{method}"},
         ),
+        heatmap=report(
+            "results/evaluation/{method}/heatmap.png",
+            caption="../workflow/report/heatmap.rst",
+            category="Gene embeddings",
+            labels={"figure": "similarity heat map", "method": "{method}"},
+        ),
+        complex_ap=report(
+            "results/evaluation/{method}/complex_ap.png",
+            caption="../workflow/report/complex_ap.rst",
+            category="Gene embeddings",
+            labels={"figure": "AP per complex", "method": "{method}"},
+        ),
+        ap_per_gene="results/evaluation/{method}/ap_per_gene.tsv",
+        map_per_complex="results/evaluation/{method}/map_per_complex.tsv",
     params:
         cfg=config["evaluation"],
         controls=config["controls"],

@@ -61,9 +61,11 @@ def test_evaluate_embeddings_writes_every_output(tmp_path):
     assert sweep.set_index("k").loc[4, "purity_mean"] == pytest.approx(metrics["purity_mean"])
     ap = pd.read_csv(tmp_path / "ap_per_gene.tsv", sep="\t")
     assert sorted(ap["gene"]) == sorted(emb.index)
+    assert (ap["corrected_p_value"] >= ap["p_value"] - 1e-9).all()  # 1e-9: TSV rounding
+    assert ap["significant"].dtype == bool and ap["significant"].all()
     umap = pd.read_csv(tmp_path / "umap.tsv", sep="\t")
     assert list(umap.columns) == ["gene", "complex", "umap_1", "umap_2"] and len(umap) == 20
-    for png in ("umap.png", "ksweep.png"):
+    for png in ("umap.png", "ksweep.png", "heatmap.png", "complex_ap.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 
 

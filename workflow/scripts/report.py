@@ -20,4 +20,7 @@ with script_logging(snakemake.log[0]):  # noqa: F821  (snakemake is injected)
         config=snakemake.params.config,  # noqa: F821
         training=snakemake.params.training,  # noqa: F821
         benchmarks=snakemake.params.benchmarks,  # noqa: F821
+        heatmaps=inp.heatmaps,
+        complex_aps=inp.complex_aps,
+        ap_tables=inp.ap_tables,
     )

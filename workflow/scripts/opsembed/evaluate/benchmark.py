@@ -4,12 +4,14 @@
 
 - ``metrics.tsv``: one row (columns :data:`METRIC_COLUMNS`);
 - ``ap_per_gene.tsv`` (gene, complex, average_precision, n_pos_pairs, n_total_pairs,
-  p_value) and ``map_per_complex.tsv`` (complex, mean_average_precision, p_value,
-  corrected_p_value, significant);
+  p_value, corrected_p_value, significant: BH over genes) and ``map_per_complex.tsv``
+  (complex, mean_average_precision, p_value, corrected_p_value, significant);
 - ``kmeans_runs.tsv``: the runs at k = number of complexes (k, run, seed, purity, nmi,
   ari, inertia, n_iter);
 - ``ksweep.tsv`` (method, k, n_runs, purity/nmi/ari mean and sd) and ``ksweep.png``;
-- ``umap.tsv`` (gene, complex, umap_1, umap_2) and ``umap.png``.
+- ``umap.tsv`` (gene, complex, umap_1, umap_2) and ``umap.png``;
+- ``heatmap.png`` (clustered gene x gene cosine similarity) and ``complex_ap.png`` (mean
+  AP per complex), see :mod:`opsembed.evaluate.gene_figures`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ..io.figures import save_figure
 from ..io.tables import read_table, write_table
 from .average_precision import gene_average_precision, map_significance
 from .clustering import SCORES, k_sweep, summarise
+from .gene_figures import complex_ap, gene_significance, plot_complex_ap, plot_similarity_heatmap
 from .recall import known_relationship_recall
 from .umap_plot import plot_umap, umap_coordinates
 
@@ -133,13 +136,18 @@ def evaluate_embeddings(embeddings: pd.DataFrame, curated: pd.DataFrame, cfg: di
                map_seed=m["seed"], recall_percentile=rc["percentile"], umap_seed=um["seed"])
     metrics = pd.Series(row)[METRIC_COLUMNS]
 
-    write_table(ap, out / "ap_per_gene.tsv")
+    write_table(gene_significance(ap), out / "ap_per_gene.tsv")
     write_table(per_complex, out / "map_per_complex.tsv")
     write_table(main, out / "kmeans_runs.tsv")
     write_table(sweep, out / "ksweep.tsv")
     write_table(umap_table, out / "umap.tsv")
     plot_umap(umap_table, out / "umap.png", f"{method}: {len(genes)} genes, {k} complexes")
     plot_ksweep([sweep], out / "ksweep.png", marks=[k])
+    plot_similarity_heatmap(values, genes, labels, out / "heatmap.png",
+                            f"{method}: cosine similarity of {len(genes)} genes, clustered")
+    plot_complex_ap(complex_ap(ap, per_complex), out / "complex_ap.png",
+                    f"{method}: mean AP per complex (genes)",
+                    chance=float((ap["n_pos_pairs"] / ap["n_total_pairs"]).mean()))
     write_table(metrics.to_frame().T, out / "metrics.tsv")
     logger.info("%s evaluated in %.2f s (mAP %.2f s, %d k-means runs %.2f s, recall+UMAP %.2f s): "
                 "mAP %.3f, purity %.3f, NMI %.3f, ARI %.3f, recall %.3f", method,

@@ -28,7 +28,8 @@ def umap_coordinates(values: np.ndarray, n_neighbors: int, min_dist: float, seed
 
 
 def plot_umap(coords: pd.DataFrame, path: str | os.PathLike, title: str) -> None:
-    """Scatter ``coords`` (columns ``umap_1, umap_2, complex``) coloured by complex, as PNG."""
+    """Scatter ``coords`` (columns ``umap_1, umap_2, complex``) coloured by complex, as PNG,
+    11 x 7 inches with the legend (up to 40 complexes) to the right, outside the axes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -37,16 +38,17 @@ def plot_umap(coords: pd.DataFrame, path: str | os.PathLike, title: str) -> None
     names = sorted(coords["complex"].unique())
     cmap = plt.get_cmap("tab20")
     markers = "osD^v<>"
-    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    fig, ax = plt.subplots(figsize=(11, 7))
     for i, name in enumerate(names):
         part = coords[coords["complex"] == name]
-        ax.scatter(part["umap_1"], part["umap_2"], s=28, color=cmap(i % 20),
+        ax.scatter(part["umap_1"], part["umap_2"], s=55, color=cmap(i % 20),
                    marker=markers[(i // 20) % len(markers)], label=name, edgecolors="none")
     ax.set_xlabel("UMAP 1")
     ax.set_ylabel("UMAP 2")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=13)
+    ax.spines[["top", "right"]].set_visible(False)
     if len(names) <= 40:
-        ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False,
-                  ncol=1 if len(names) <= 20 else 2)
+        ax.legend(fontsize=10, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False,
+                  ncol=1 if len(names) <= 20 else 2, markerscale=1.2, title="complex")
     fig.tight_layout()
     save_figure(fig, path, dpi=120)

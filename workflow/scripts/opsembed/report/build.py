@@ -36,6 +36,9 @@ def build_report(
     config: dict,
     training: dict | None = None,
     benchmarks: dict | None = None,
+    heatmaps=(),
+    complex_aps=(),
+    ap_tables=(),
 ) -> None:
     """Write one self-contained HTML report (inline CSS, images as base64 data URIs).
 
@@ -49,7 +52,9 @@ def build_report(
     maps a further benchmark to its files; "ood" ({"table", "folds", "umap"}) adds the
     out-of-distribution section; "vae" (evaluate_vae's and vae_traversals' files, see
     :func:`opsembed.report.vae.vae_section`) the disentangled-latents section, left out when
-    its tables are missing.
+    its tables are missing. ``heatmaps`` and ``complex_aps`` (images) and ``ap_tables``
+    (``ap_per_gene.tsv``), one per method in ``methods`` order, add the complexes and the
+    significance sections (empty: left out).
     """
     benchmarks = dict(benchmarks or {})
     metrics_df = _read(metrics, ["method"])
@@ -61,6 +66,10 @@ def build_report(
         s.metrics_section(metrics_df, config),
         s.ksweep_section(ksweep_png),
         s.umap_section(list(methods), _paths(umaps)),
+        *([s.complexes_section(list(methods), _paths(heatmaps), _paths(complex_aps))]
+          if _paths(heatmaps) else []),
+        *([s.significance_section(list(methods), _paths(ap_tables), metrics_df)]
+          if _paths(ap_tables) else []),
         *([s.ood_section(benchmarks["ood"])] if "ood" in benchmarks else []),
         *([vae_section(benchmarks["vae"])] if "vae" in benchmarks else []),
         s.dataset_section(read_obs(cells), controls, summary_df),

@@ -63,3 +63,20 @@ def loss_figure(losses: pd.DataFrame, method: str) -> Figure:
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     return fig
+
+
+def significance_figure(methods: list[str], fractions) -> Figure:
+    """Horizontal bars: fraction (0-1) of each method's genes whose AP is significant."""
+    fractions = np.asarray(fractions, dtype=float)
+    fig = Figure(figsize=(7, max(2.2, 0.4 * len(methods) + 1)))
+    ax = fig.subplots()
+    y = np.arange(len(methods))[::-1]
+    ax.barh(y, np.nan_to_num(fractions), color="#2c5d8a")
+    for yi, f in zip(y, fractions):
+        ax.text(min(np.nan_to_num(f), 0.9) + 0.01, yi, "–" if np.isnan(f) else f"{f:.0%}", va="center", fontsize=9)
+    ax.set_yticks(y, methods)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("fraction of genes with significant AP (BH q < 0.05)")
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    return fig

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from ..evaluate.gene_figures import gene_significance
 from ..io.tables import read_table
-from .figures import cells_figure, loss_figure, png
+from .figures import cells_figure, loss_figure, png, significance_figure
 from .html import Section, esc, fmt, image, table
 from .versions import software_versions
 
@@ -17,6 +18,8 @@ TITLES = {
     "metrics": "Benchmark: how well each embedding groups protein complexes",
     "ksweep": "Clustering across the number of clusters k",
     "umap": "Gene embeddings at a glance (UMAP)",
+    "complexes": "Which complexes each method recovers",
+    "significance": "How many genes each method places significantly well",
     "ood": "Out-of-distribution benchmark: do gene predictors survive a new plate?",
     "vae": "Disentangled latents (Ada-GVAE)",
     "dataset": "Dataset summary",
@@ -124,11 +127,70 @@ def ksweep_section(ksweep_png) -> Section:
 def umap_section(methods: list[str], umaps: list) -> Section:
     if len(methods) != len(umaps):
         raise ValueError(f"report: {len(umaps)} UMAP figures for {len(methods)} methods")
-    figures = "".join(image(p, f"UMAP {m}", m) for m, p in zip(methods, umaps))
+    figures = "".join(image(p, f"UMAP {m}", f"{m}: each dot is a gene, coloured by its complex; "
+                            "a complex captured by the method forms one tight group of its colour.")
+                      for m, p in zip(methods, umaps))
     body = ("<div class=\"explain\">Two-dimensional UMAP projections of each method's gene "
             "embeddings, coloured by curated complex. Genes of one complex forming a tight group "
-            "means the method captured that complex.</div>" f"<div class=\"grid\">{figures}</div>")
+            "means the method captured that complex. Distances between groups are not meaningful "
+            "in a UMAP; the heat maps below show them.</div>" + figures)
     return Section("umap", TITLES["umap"], body)
+
+
+def complexes_section(methods: list[str], heatmaps: list, complex_aps: list) -> Section:
+    """Per method: the clustered gene x gene similarity heat map and the mean AP per complex."""
+    if not len(methods) == len(heatmaps) == len(complex_aps):
+        raise ValueError(f"report: {len(heatmaps)} heat maps and {len(complex_aps)} AP-per-complex "
+                         f"figures for {len(methods)} methods")
+    parts = ["<div class=\"explain\">The heat map is the figure OPS papers show: cosine similarity "
+             "between every pair of genes, genes ordered by hierarchical clustering (average "
+             "linkage), with a strip giving each gene's curated complex. The bars give, per complex, "
+             "the mean average precision of its genes (the per-gene AP behind the mAP of the "
+             "benchmark table).</div>"]
+    for method, heat, bars in zip(methods, heatmaps, complex_aps):
+        parts.append(f"<h3>{esc(method)}</h3>")
+        parts.append(image(heat, f"similarity heat map {method}",
+                           f"{method}: bright squares on the diagonal whose strip has one colour are "
+                           "complexes whose genes look alike to the method; a complex split over "
+                           "several squares, or mixed into another's, is not recovered."))
+        parts.append(image(bars, f"AP per complex {method}",
+                           f"{method}: a long bar means the complex's members are each other's "
+                           "nearest genes; light bars are complexes whose mAP is not significant "
+                           "(BH-corrected p >= 0.05), the dashed line is what a random ranking gives."))
+    return Section("complexes", TITLES["complexes"], "".join(parts))
+
+
+def significance_section(methods: list[str], ap_tables: list, metrics: pd.DataFrame) -> Section:
+    """Per method: genes whose AP beats copairs' permutation null after BH correction over
+    genes (``ap_per_gene.tsv``: p_value, corrected_p_value, significant), next to the
+    fraction of significant complexes and the overall mAP p-value from ``metrics``."""
+    if len(methods) != len(ap_tables):
+        raise ValueError(f"report: {len(ap_tables)} per-gene AP tables for {len(methods)} methods")
+    rows = []
+    by_method = metrics.set_index(metrics["method"].astype(str))
+    for method, path in zip(methods, ap_tables):
+        ap = read_table(path)
+        if "significant" not in ap.columns:  # written before the per-gene q-values existed
+            ap = gene_significance(ap)
+        sig = _as_bool(ap["significant"])
+        row = by_method.loc[method] if method in by_method.index else pd.Series(dtype=float)
+        rows.append({"Method": method, "Genes evaluated": len(ap), "Genes significant": int(sig.sum()),
+                     "Fraction of genes significant": float(sig.mean()) if len(ap) else np.nan,
+                     "Fraction of complexes significant": float(row.get("map_fraction_significant", np.nan)),
+                     "mAP p-value": float(row.get("map_p_value", np.nan))})
+    shown = pd.DataFrame(rows)
+    body = ("<div class=\"explain\">copairs compares each gene's AP with the AP of random rankings "
+            "of the same size (a permutation null); its p-values are corrected over the genes of the "
+            "method with Benjamini-Hochberg, and a gene counts as significant when the corrected "
+            "p-value (q-value) is below 0.05. The complexes column does the same with each "
+            "complex's mAP; the last column tests the mAP of all genes together.</div>"
+            + image(png(significance_figure(shown["Method"].tolist(),
+                                            shown["Fraction of genes significant"].to_numpy())),
+                    "fraction of significant genes",
+                    "A longer bar means more of the method's genes have their complex partners "
+                    "ranked first more often than chance; a random embedding should be near 0.")
+            + table(shown, digits=3))
+    return Section("significance", TITLES["significance"], body)
 
 
 def dataset_section(obs: pd.DataFrame, controls: str | None, summary: pd.DataFrame) -> Section:
