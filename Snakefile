@@ -39,6 +39,7 @@ for method_rules in sorted(Path(workflow.basedir, "rules", "methods").glob("*.sm
 
 
 include: "rules/evaluate.smk"
+include: "rules/export.smk"
 include: "rules/report.smk"
 
 
@@ -53,6 +54,7 @@ localrules:
 rule all:
     input:
         "results/report.html",
+        export_outputs,
 
 
 rule all_preprocess:
@@ -74,3 +76,4 @@ rule all_evaluate:
     input:
         "results/evaluation/metrics.tsv",
         benchmark_outputs,
+        export_outputs,

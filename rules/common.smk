@@ -253,6 +253,18 @@ def method_umaps(wildcards=None):
     return expand("results/evaluation/{method}/umap.png", method=method_names())
 
 
+def export_outputs(wildcards=None):
+    """The files for the field's tools (rules/export.smk): genes.h5ad, the engineered
+    per-cell profiles when that method runs, each OOD predictor's IID-fold cell features
+    when the OOD benchmark runs."""
+    files = ["results/embeddings/genes.h5ad"]
+    if "engineered" in METHODS:
+        files.append("results/features/engineered.parquet")
+    if config["ood"]["enabled"]:
+        files += expand("results/features/ood_iid_{predictor}.parquet", predictor=config["ood"]["predictors"])
+    return files
+
+
 def tiles_pattern(wildcards):
     """input.tiles as a param (a function, so Snakemake leaves its {wildcards} alone)."""
     return config["input"]["tiles"]
