@@ -107,3 +107,28 @@ def test_report_without_the_new_figures_leaves_their_sections_out(tmp_path, inpu
 def test_report_rejects_a_missing_heatmap(tmp_path, inputs):  # noqa: F811
     with pytest.raises(ValueError, match="1 heat maps"):
         build(tmp_path, {**inputs, "heatmaps": [tmp_path / "x.png"], "complex_aps": [tmp_path / "y.png"] * 2})
+
+
+def test_montage_draws_seeded_random_cells_of_each_gene():
+    from opsembed.report.figures import montage_figure
+
+    obs = pd.DataFrame({"gene": ["A", "B", "A", "ctrl", "A", "B", "A"]})
+    asked = []
+
+    def crops_of(index):
+        asked.append(list(index))
+        return np.ones((len(index), 2, 3, 3))
+
+    montage_figure(obs, crops_of, ["DNA", "actin"], ["A", "B", "ctrl"], 2, seed=5)
+    first = asked[0]
+    assert len(first) == 5  # 2 of A, 2 of B (both), 1 of ctrl (all it has)
+    assert set(first[:2]) <= {0, 2, 4, 6} and sorted(first[2:4]) == [1, 5] and first[4] == 3
+    montage_figure(obs, crops_of, ["DNA", "actin"], ["A", "B", "ctrl"], 2, seed=5)
+    assert asked[1] == first  # seeded
+
+
+def test_report_montage_section(tmp_path, inputs):  # noqa: F811
+    text = build(tmp_path, {**inputs, "montage_cells": 2})
+    assert f"<h2>{esc(TITLES['montage'])}</h2>" in text
+    assert "Compare each gene&#x27;s cells with the control cells" in text
+    assert len(re.findall(r'src="data:image/png', text)) == 7  # 6 without the montage

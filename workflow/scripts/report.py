@@ -23,4 +23,5 @@ with script_logging(snakemake.log[0]):  # noqa: F821  (snakemake is injected)
         heatmaps=inp.heatmaps,
         complex_aps=inp.complex_aps,
         ap_tables=inp.ap_tables,
+        montage_cells=4,
     )

@@ -39,6 +39,7 @@ def build_report(
     heatmaps=(),
     complex_aps=(),
     ap_tables=(),
+    montage_cells: int = 0,
 ) -> None:
     """Write one self-contained HTML report (inline CSS, images as base64 data URIs).
 
@@ -54,7 +55,8 @@ def build_report(
     :func:`opsembed.report.vae.vae_section`) the disentangled-latents section, left out when
     its tables are missing. ``heatmaps`` and ``complex_aps`` (images) and ``ap_tables``
     (``ap_per_gene.tsv``), one per method in ``methods`` order, add the complexes and the
-    significance sections (empty: left out).
+    significance sections (empty: left out). ``montage_cells`` > 0 adds a montage of that
+    many random real cells per curated gene (seeded by the config's ``seed``).
     """
     benchmarks = dict(benchmarks or {})
     metrics_df = _read(metrics, ["method"])
@@ -70,6 +72,8 @@ def build_report(
           if _paths(heatmaps) else []),
         *([s.significance_section(list(methods), _paths(ap_tables), metrics_df)]
           if _paths(ap_tables) else []),
+        *([s.montage_section(cells, curated_df, controls, int(montage_cells), int(config.get("seed", 0)))]
+          if montage_cells else []),
         *([s.ood_section(benchmarks["ood"])] if "ood" in benchmarks else []),
         *([vae_section(benchmarks["vae"])] if "vae" in benchmarks else []),
         s.dataset_section(read_obs(cells), controls, summary_df),

@@ -80,3 +80,62 @@ def significance_figure(methods: list[str], fractions) -> Figure:
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     return fig
+
+
+def montage_channels(channels: list[str]) -> list[tuple[int, str]]:
+    """Channels shown in the cell montage as (index, colour): the first in blue, the last two
+    in green and red (one channel: grey)."""
+    n = len(channels)
+    if n == 1:
+        return [(0, "grey")]
+    if n == 2:
+        return [(0, "blue"), (1, "green")]
+    return [(0, "blue"), (n - 2, "green"), (n - 1, "red")]
+
+
+def montage_figure(obs: pd.DataFrame, crops_of, channels: list[str], genes: list[str],
+                   n_cells: int, seed: int, labels: dict | None = None, genes_per_row: int = 3) -> Figure:
+    """``n_cells`` real cells per gene drawn at random (numpy ``seed``; fewer when a gene
+    has fewer), genes in the given order, ``genes_per_row`` genes side by side.
+
+    ``obs``: per-cell table with ``gene`` (row order of the crops); ``crops_of(index)``
+    returns float (k, C, S, S) crops of those rows; ``labels`` maps a gene to its caption
+    (e.g. its complex). Each crop is an RGB composite of :func:`montage_channels`, each
+    channel clipped to its 1st-99.5th percentile over all shown crops.
+    """
+    rng = np.random.default_rng(seed)
+    cell_genes = obs["gene"].astype(str).to_numpy()
+    picks = []
+    for gene in genes:
+        rows = np.flatnonzero(cell_genes == gene)
+        picks.append(np.sort(rng.choice(rows, size=min(n_cells, len(rows)), replace=False)))
+    index = np.concatenate(picks) if picks else np.zeros(0, dtype=int)
+    crops = np.asarray(crops_of(index), dtype=np.float32) if len(index) else np.zeros((0, len(channels), 1, 1))
+    shown = montage_channels(channels)
+    rgb = np.zeros((len(index), crops.shape[2], crops.shape[3], 3), dtype=np.float32)
+    colour = {"red": [0], "green": [1], "blue": [2], "grey": [0, 1, 2]}
+    for c, name in shown:
+        x = crops[:, c]
+        lo, hi = np.percentile(x, [1, 99.5]) if x.size else (0.0, 1.0)
+        x = np.clip((x - lo) / (hi - lo if hi > lo else 1.0), 0, 1)
+        for k in colour[name]:
+            rgb[..., k] = np.maximum(rgb[..., k], x)
+    n_rows = -(-len(genes) // genes_per_row)
+    width = genes_per_row * n_cells
+    fig = Figure(figsize=(0.85 * width, 1.0 * max(n_rows, 1) + 0.4))
+    axes = np.atleast_2d(fig.subplots(max(n_rows, 1), width, squeeze=False))
+    for ax in axes.ravel():
+        ax.axis("off")
+    start = 0
+    for g, (gene, pick) in enumerate(zip(genes, picks)):
+        r, c0 = divmod(g, genes_per_row)
+        for j in range(len(pick)):
+            axes[r, c0 * n_cells + j].imshow(rgb[start + j], interpolation="nearest")
+        start += len(pick)
+        label = gene if not labels or gene not in labels else f"{gene} ({labels[gene]})"
+        axes[r, c0 * n_cells].set_title(label[:42], fontsize=7, loc="left")
+    legend = ", ".join(f"{channels[c]} {name}" for c, name in shown)
+    fig.suptitle(f"{n_cells} random cells per gene; {legend}", fontsize=9)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.6 / (max(n_rows, 1) + 0.4),
+                        wspace=0.04, hspace=0.35)
+    return fig

@@ -10,7 +10,7 @@ import yaml
 
 from ..evaluate.gene_figures import gene_significance
 from ..io.tables import read_table
-from .figures import cells_figure, loss_figure, png, significance_figure
+from .figures import cells_figure, loss_figure, montage_figure, png, significance_figure
 from .html import Section, esc, fmt, image, table
 from .versions import software_versions
 
@@ -20,6 +20,7 @@ TITLES = {
     "umap": "Gene embeddings at a glance (UMAP)",
     "complexes": "Which complexes each method recovers",
     "significance": "How many genes each method places significantly well",
+    "montage": "What the cells of each gene look like",
     "ood": "Out-of-distribution benchmark: do gene predictors survive a new plate?",
     "vae": "Disentangled latents (Ada-GVAE)",
     "dataset": "Dataset summary",
@@ -191,6 +192,31 @@ def significance_section(methods: list[str], ap_tables: list, metrics: pd.DataFr
                     "ranked first more often than chance; a random embedding should be near 0.")
             + table(shown, digits=3))
     return Section("significance", TITLES["significance"], body)
+
+
+def montage_section(cells, curated: pd.DataFrame, controls: str | None, n_cells: int,
+                    seed: int) -> Section:
+    """``n_cells`` random real cells (seeded) of every curated gene, grouped by complex, and
+    of the controls, from the cells file ``cells``."""
+    from ..io.h5 import read_attrs, read_crops, read_obs
+
+    cur = curated.astype(str).sort_values(["complex", "gene"])
+    obs = read_obs(cells)
+    present = set(obs["gene"].astype(str))
+    genes = [g for g in cur["gene"] if g in present]
+    if controls is not None and str(controls) in present:
+        genes.append(str(controls))
+    fig = montage_figure(obs, lambda index: read_crops(cells, index),
+                         [str(c) for c in read_attrs(cells)["channels"]], genes, n_cells, seed,
+                         dict(zip(cur["gene"], cur["complex"])))
+    body = ("<div class=\"explain\">Real cells from <code>cells.h5</code> (after illumination "
+            f"correction and standardisation), {n_cells} per gene drawn at random with seed "
+            f"{esc(seed)}, genes grouped by complex, the controls last.</div>"
+            + image(png(fig, dpi=80), "cells per gene",
+                    "Compare each gene's cells with the control cells (last): a knockout with a "
+                    "phenotype looks different from them, and genes of one complex should look "
+                    "different in the same way."))
+    return Section("montage", TITLES["montage"], body)
 
 
 def dataset_section(obs: pd.DataFrame, controls: str | None, summary: pd.DataFrame) -> Section:
