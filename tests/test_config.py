@@ -146,15 +146,19 @@ def test_cross_key_rules_pass_when_they_hold_or_do_not_apply(tmp_path):
         load_config(REPO / "config" / name)
 
 
-def test_rescale_low_above_high_stops_the_workflow_at_start_up(tmp_path):
-    """Case 9: before, the run went ahead and failed later as "channel is constant"."""
+def _failed_dry_run(tmp_path, text: str) -> str:
+    """The output of ``snakemake -n`` with the config ``text``, asserting that it failed."""
     from test_workflow import _run
 
-    path = _write(tmp_path, "preprocess:\n  rescale:\n    low: 99.9\n    high: 0.1\n")
     proc = _run(["-n", "--directory", str(tmp_path), "--snakefile", str(REPO / "Snakefile"),
-                 "--configfile", str(path)], check=False)
-    out = proc.stdout + proc.stderr
+                 "--configfile", str(_write(tmp_path, text))], check=False)
     assert proc.returncode != 0
+    return proc.stdout + proc.stderr
+
+
+def test_rescale_low_above_high_stops_the_workflow_at_start_up(tmp_path):
+    """Case 9: before, the run went ahead and failed later as "channel is constant"."""
+    out = _failed_dry_run(tmp_path, "preprocess:\n  rescale:\n    low: 99.9\n    high: 0.1\n")
     assert "preprocess.rescale.low (99.9) must be below preprocess.rescale.high (0.1)" in out, out[-3000:]
     assert "Building DAG" not in out or "simulate_demo" not in out
 
@@ -212,11 +216,5 @@ def test_text_that_is_not_the_wanted_number_is_still_rejected(tmp_path, text, ma
 
 
 def test_demo_cells_with_other_tiles_is_an_input_error(tmp_path):
-    from test_workflow import _run
-
-    path = _write(tmp_path, "input:\n  tiles: /data/{plate}/{well}/{tile}.tif\n")
-    proc = _run(["-n", "--directory", str(tmp_path), "--snakefile", str(REPO / "Snakefile"),
-                 "--configfile", str(path)], check=False)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0
+    out = _failed_dry_run(tmp_path, "input:\n  tiles: /data/{plate}/{well}/{tile}.tif\n")
     assert "InputError" in out and "Point both at your own screen, or neither" in out, out[-2000:]
