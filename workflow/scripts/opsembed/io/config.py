@@ -95,10 +95,11 @@ def validate_config(cfg: dict, source: str = "config") -> dict:
     from snakemake.utils import validate
 
     from .config_rules import check_config_rules
+    from .schema import schema_of  # the schema, read once per process
 
     if not isinstance(cfg, dict):
         raise InputError(f"{source}: the config must be a mapping of keys to values.")
-    coerce_numbers(cfg, yaml.safe_load(SCHEMA.read_text()))
+    coerce_numbers(cfg, schema_of(""))
     try:
         validate(cfg, str(SCHEMA), set_default=True)
     except WorkflowError as exc:
