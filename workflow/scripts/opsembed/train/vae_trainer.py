@@ -27,7 +27,8 @@ from ..io.schema import block_config
 from ..models.vae import MODEL_KEYS, build_vae, pair_loss, warmup_beta
 from .checkpoint import load_checkpoint
 from .data import CellImages, dihedral, step_generator
-from .device import autocast, resolve_device
+from .device import adam, autocast, resolve_device
+from .gan import compiled_nets
 from .monitor import sample_grid
 from .vae_pairs import ScreenPairs, SourcePairs
 
@@ -74,9 +75,8 @@ class VaeTrainer(Trainer):
         if init_state is not None:
             self.nets.load_state_dict(init_state)
         params = list(self.nets.parameters())
-        self.optimizers = {"vae": torch.optim.Adam(params, lr=float(cfg["lr"]), betas=tuple(cfg["betas"]),
-                                                   weight_decay=float(cfg["weight_decay"]))}
-        self.run = ({k: torch.compile(m) for k, m in self.nets.items()} if cfg["compile"] else dict(self.nets))
+        self.optimizers = {"vae": adam(params, cfg["lr"], cfg["betas"], cfg["weight_decay"], self.device)}
+        self.run = compiled_nets(self.nets, cfg["compile"])
         self.samplers = pairs.views()
         self.augment = [i for i, s in enumerate(getattr(pairs, "schemes", [])) if s == "augment"]
         rng = np.random.default_rng([self.seed, 7])
