@@ -167,6 +167,9 @@ def test_the_demo_keeps_every_value_it_had(tmp_path):
     for configfiles in ([], [REPO / "config" / "config.yaml"]):
         effective = leaves(workflow_config(tmp_path, *configfiles))
         changed = {k: (v, effective.get(k, "<absent>")) for k, v in snapshot.items() if effective.get(k, "<absent>") != v}
+        # intended (issue 13): the demo scores a second, coarser ground truth beside its complexes
+        assert changed.pop("input.ground_truth", (None, None))[1] == [snapshot["input.ground_truth"],
+                                                                     "resources/demo/processes.tsv"]
         assert not changed, f"the demo's config changed (was, is): {changed}"
         added = {k: v for k, v in effective.items() if k not in snapshot and v != defaults[k]}
         assert not added, f"new keys off their defaults in the demo: {added}"
@@ -176,7 +179,7 @@ def test_the_demo_keeps_every_value_it_had(tmp_path):
 def test_demo_overlay_holds_only_the_demo_settings_and_yours_win(tmp_path):
     demo = leaves(yaml.safe_load((REPO / "config" / "demo.yaml").read_text()))
     assert {k for k in demo if not k.startswith("simulate.")} == {
-        "preprocess.flatfield.offset", "preprocess.crop.edge", "ood.genes"}
+        "input.ground_truth", "preprocess.flatfield.offset", "preprocess.crop.edge"}
     # config.yaml is the schema's defaults written out
     neutral = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     validate(neutral, SCHEMA, set_default=True)

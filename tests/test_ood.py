@@ -68,30 +68,22 @@ def test_list_folds_on_the_layout_matches_the_cells_and_max_folds_is_seeded():
     assert fold_id("plate", "P 1/a:b") == "plate-P_1_a_b"
 
 
-def test_gene_subset_by_list_and_by_count():
+def test_gene_subset_keeps_the_genes_of_the_classes():
     genes = np.array(["B", "A", "ctrl", "C", "B", "A", "ctrl", "D", "C", "ctrl"])
-    # cells: A 2, B 2, C 2, D 1, ctrl 3
-    assert gene_subset(genes, {}, "ctrl").all()
-    assert gene_subset(genes, {"genes": ["D", "ctrl"]}, "ctrl").tolist() == [
+    assert gene_subset(genes, None).all()
+    assert gene_subset(genes, {"D": "D", "ctrl": "ctrl"}).tolist() == [
         False, False, True, False, False, False, True, True, False, True]
-    # two most frequent library genes: A, B and C tie at 2 cells, names break the tie; controls dropped
-    assert sorted(set(genes[gene_subset(genes, {"max_genes": 2}, "ctrl")])) == ["A", "B"]
-    # controls stay only when listed; max_genes counts library genes only
-    kept = gene_subset(genes, {"genes": ["ctrl", "C", "D"], "max_genes": 1}, "ctrl")
-    assert sorted(set(genes[kept])) == ["C", "ctrl"]
+    assert sorted(set(genes[gene_subset(genes, {"A": "X", "C": "X"})])) == ["A", "C"]
     with pytest.raises(InputError, match="E"):
-        gene_subset(genes, {"genes": ["A", "E"]}, "ctrl")
-    for bad in ({"max_genes": 0}, {"max_genes": 2.5}, {"genes": "A"}, {"genes": []}):
-        with pytest.raises(InputError):
-            gene_subset(genes, bad, "ctrl")
+        gene_subset(genes, {"A": "A", "E": "E"})
 
 
 def test_folds_drop_the_cells_of_other_genes_from_train_and_test():
     obs = toy_obs(n_plates=3, n_wells=2, n_genes=6, per_well=3)
     genes = obs["gene"].to_numpy()
     full = {f["fold_id"]: f for f in ood_folds(obs, LEVELS, seed=0)}
-    cfg = dict(LEVELS, genes=["G1", "G2", "nontargeting"])
-    sub = ood_folds(obs, cfg, seed=0, controls="nontargeting")
+    classes = {g: g for g in ["G1", "G2", "nontargeting"]}
+    sub = ood_folds(obs, LEVELS, seed=0, classes=classes)
     assert [f["fold_id"] for f in sub] == list(full)
     keep = np.isin(genes, ["G1", "G2", "nontargeting"])
     for f in sub:

@@ -154,14 +154,28 @@ def test_fold_samplers_draw_training_cells_balanced_over_genes(toy):
 
 def test_fold_keeps_only_the_cells_of_the_chosen_genes(toy):
     root, _ = toy
-    # all four genes have 6 cells: max_genes=2 keeps G0 and G1 (names break the tie), no controls
-    data = load_fold(root / "cells.h5", dict(OOD, max_genes=2), FOLD, 16, torch.device("cpu"), "auto", 0.5)
+    data = load_fold(root / "cells.h5", OOD, FOLD, 16, torch.device("cpu"), "auto", 0.5, {"G0": "G0", "G1": "G1"})
     genes = np.array(data.images.genes)[data.images.gene_ids]
     assert set(genes[data.fold["train_idx"]]) == {"G0"}           # G0 is only on P2
     assert genes[data.fold["test_idx"]].tolist() == ["G1"] * 6     # G1 is only on the held-out P1
     assert data.train_genes == [data.images.genes.index("G0")]
     rows, labels = data.gene_sampler(batch_size=4, seed=0, stream=0).draw(0, torch.device("cpu"))
     assert set(genes[rows.numpy()]) == {"G0"}
+
+
+def test_complex_classes_pool_their_genes_under_one_label(toy):
+    root, _ = toy
+    classes = {"G0": "cxA", "G2": "cxA", "G1": "cxB"}
+    data = load_fold(root / "cells.h5", OOD, FOLD, 16, torch.device("cpu"), "auto", 0.5, classes)
+    assert data.images.genes == ["cxA", "cxB", CONTROLS]
+    plain = CellImages(root / "cells.h5", 16, torch.device("cpu"), "auto", 0.5)
+    obs_genes = np.array(plain.genes)[plain.gene_ids]
+    labels = np.array(data.images.genes)[data.images.gene_ids]
+    for g, c in classes.items():
+        assert set(labels[obs_genes == g]) == {c}
+    kept = np.concatenate([data.fold["train_idx"], data.fold["test_idx"]])
+    assert set(obs_genes[kept]) == {"G0", "G1", "G2"}
+    assert data.train_genes == sorted({data.images.genes.index(c) for c in labels[data.fold["train_idx"]]})
 
 
 def test_resume_repeats_the_mixstyle_loss_sequence(toy, tmp_path):

@@ -188,6 +188,25 @@ def test_ood_section_shows_levels_best_scores_folds_and_umap(tmp_path, inputs):
     assert text.index(TITLES["umap"]) < text.index(esc(TITLES["ood"])) < text.index(TITLES["dataset"])
 
 
+def test_ood_section_lists_the_chosen_classes_and_the_hit_list(tmp_path, inputs):
+    table = pd.DataFrame({"method": ["naive"], "macro_f1_iid": [0.7], "clisi": [0.9], "blisi": [0.5],
+                          "knn_batchcv": [0.8], "n_folds_iid": [1]})
+    classes = pd.DataFrame({"gene": ["GENEA", "GENEB"], "class": ["GENEA", ""], "complex": ["cxQ", "cxQ"],
+                            "mean_average_precision": [0.8, 0.7], "corrected_p_value": [0.001, 0.001],
+                            "chosen": [True, False], "reason": ["most active significant gene of cxQ",
+                                                                "same complex as GENEA"]})
+    activity = pd.DataFrame({"gene": ["GENEA", "GENEB", "GENEC"], "complex": ["cxQ", "cxQ", ""],
+                             "n_cells": [10, 10, 10], "mean_average_precision": [0.8, 0.7, 0.3],
+                             "p_value": [0.001, 0.001, 0.6], "corrected_p_value": [0.001, 0.001, 0.6],
+                             "significant": [True, True, False]})
+    files = {"table": write_tsv(table, tmp_path / "ood.tsv"), "classes": write_tsv(classes, tmp_path / "c.tsv"),
+             "activity": write_tsv(activity, tmp_path / "a.tsv")}
+    text = build(tmp_path, inputs, benchmarks={"ood": files})
+    assert "Classes (1)" in text and "most active significant gene of cxQ" in text
+    assert "same complex as GENEA" not in text               # only the chosen rows are listed
+    assert "2 of 3 genes significant" in text and "GENEC" in text
+
+
 def vae_files(tmp_path, features=True, screen=True):
     """Hand-made evaluate_vae / vae_traversals outputs: pixel (and deep-feature) rows."""
     variants = ["vae", "vae_features"] if features else ["vae"]

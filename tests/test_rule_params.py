@@ -21,7 +21,7 @@ with SnakemakeApi(OutputSettings()) as api:
                       resource_settings=ResourceSettings(cores=1))
     w = wf._workflow
     rules = ["train_grape", "extract_grape", "train_impa", "extract_impa", "train_ist", "train_stargan_oe",
-             "train_predictor", "ood_fold_eval", "embed_predictor"]
+             "train_predictor", "ood_fold_eval", "embed_predictor", "phenotypic_activity"]
     params = {r: {k: v for k, v in w.get_rule(r).params.items() if isinstance(v, (dict, int, str))} for r in rules}
     Path(out).write_text(json.dumps({"params": params, "config": w.config}))
 """
@@ -63,6 +63,8 @@ def test_fold_jobs_get_the_fold_keys_and_their_own_block_only(parsed):
     assert set(p["ood_fold_eval"]["cfg"]) == {"device", "data_in_memory", "memory_fraction", "eval_batch_size",
                                               "test_time_styles"}
     assert set(p["embed_predictor"]["cfg"]) == {"device", "data_in_memory", "memory_fraction", "eval_batch_size"}
+    from opsembed.io.folds import CLASS_KEYS
+    assert set(p["phenotypic_activity"]["ood"]) == set(CLASS_KEYS)             # the classes file carries them on
 
 
 def test_the_library_fills_what_a_rule_leaves_out(parsed):

@@ -4,12 +4,13 @@
 # IID fold's predictors give the embedding methods ist, naive, dr and mixstyle.
 
 from opsembed.evaluate.ood import METRIC_KEYS
-from opsembed.io.folds import FOLD_KEYS, PREDICTOR_KINDS, list_folds
+from opsembed.io.folds import CLASS_KEYS, FOLD_KEYS, PREDICTOR_KINDS, list_folds
 
 OOD = config["ood"]
 # the keys each kind of job reads (so that editing another key reruns none of them)
 OOD_FOLDS_CFG = config_keys(OOD, FOLD_KEYS)
 OOD_EVAL_CFG = config_keys(OOD, FOLD_KEYS + METRIC_KEYS)
+OOD_CLASSES = "results/ood/classes.tsv"
 PREDICTOR_EVAL_ONLY = ["eval_batch_size", "test_time_styles"]  # read by scoring, not training
 PREDICTOR_EVAL = ["device", "data_in_memory", "memory_fraction"] + PREDICTOR_EVAL_ONLY
 PREDICTOR_EMBED = ["device", "data_in_memory", "memory_fraction", "eval_batch_size"]
@@ -46,6 +47,8 @@ if OOD["enabled"]:
             "table": "results/evaluation/ood.tsv",
             "folds": "results/evaluation/ood_folds.tsv",
             "umap": "results/evaluation/ood_umap.png",
+            "classes": OOD_CLASSES,
+            "activity": "results/evaluation/activity.tsv",
         },
     )
 
@@ -55,9 +58,34 @@ wildcard_constraints:
     predictor="|".join(PREDICTOR_KINDS),
 
 
+rule phenotypic_activity:
+    input:
+        features="results/features/engineered_cells.parquet",
+        curated="results/evaluation/ground_truth.tsv",
+    output:
+        activity="results/evaluation/activity.tsv",
+        classes=OOD_CLASSES,
+    params:
+        ood=config_keys(OOD, CLASS_KEYS),
+        controls=config["controls"],
+    log:
+        "results/logs/phenotypic_activity.log",
+    benchmark:
+        "results/benchmarks/phenotypic_activity.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../../workflow/scripts/phenotypic_activity.py"
+
+
 rule train_ist:
     input:
         cells="results/preprocess/cells.h5",
+        classes=OOD_CLASSES,
     output:
         model="results/ood/{fold}/ist_generator/model.pt",
         losses="results/ood/{fold}/ist_generator/losses.tsv",
@@ -85,6 +113,7 @@ rule train_ist:
 rule train_stargan_oe:
     input:
         cells="results/preprocess/cells.h5",
+        classes=OOD_CLASSES,
     output:
         model="results/ood/{fold}/stargan_generator/model.pt",
         losses="results/ood/{fold}/stargan_generator/losses.tsv",
@@ -113,6 +142,7 @@ rule train_predictor:
     input:
         unpack(fold_generator),
         cells="results/preprocess/cells.h5",
+        classes=OOD_CLASSES,
     output:
         model="results/ood/{fold}/{predictor}/model.pt",
         losses="results/ood/{fold}/{predictor}/losses.tsv",
@@ -141,6 +171,7 @@ rule ood_fold_eval:
     input:
         unpack(fold_generator),
         cells="results/preprocess/cells.h5",
+        classes=OOD_CLASSES,
         model="results/ood/{fold}/{predictor}/model.pt",
     output:
         predictions="results/ood/{fold}/{predictor}/predictions.tsv",

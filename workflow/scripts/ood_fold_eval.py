@@ -9,4 +9,4 @@ with script_logging(snakemake.log[0]):  # noqa: F821  (snakemake is injected)
     evaluate_fold(snakemake.input.cells, snakemake.params.ood, snakemake.params.cfg,  # noqa: F821
                   snakemake.wildcards.fold, snakemake.input.model, snakemake.output.predictions,  # noqa: F821
                   snakemake.output.metrics, snakemake.output.features,  # noqa: F821
-                  snakemake.input.get("generator"))  # noqa: F821
+                  snakemake.input.get("generator"), snakemake.input.classes)  # noqa: F821

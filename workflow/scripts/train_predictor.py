@@ -9,4 +9,5 @@ with script_logging(snakemake.log[0]):  # noqa: F821  (snakemake is injected)
     train_predictor(snakemake.wildcards.predictor, snakemake.input.cells, snakemake.params.ood,  # noqa: F821
                     snakemake.params.cfg, snakemake.wildcards.fold, snakemake.params.seed,  # noqa: F821
                     snakemake.output.model, snakemake.output.losses, snakemake.output.samples,  # noqa: F821
-                    snakemake.params.checkpoint_dir, snakemake.input.get("generator"))  # noqa: F821
+                    snakemake.params.checkpoint_dir, snakemake.input.get("generator"),  # noqa: F821
+                    snakemake.input.classes)  # noqa: F821

@@ -43,7 +43,8 @@ METRIC_COLUMNS = ["fold", "level", "held_out", "method", "macro_f1", "accuracy",
 
 
 def evaluate_fold(cells_path, ood_cfg: dict | None, predictor_cfg: dict | None, fold: str, predictor_path,
-                  predictions_path, metrics_path, features_path, generator_path=None) -> pd.DataFrame:
+                  predictions_path, metrics_path, features_path, generator_path=None,
+                  classes=None) -> pd.DataFrame:
     """Score the predictor file ``predictor_path`` on its fold; write three tables.
 
     - ``predictions_path``: one row per test cell: cell_id, gene, oe, then the predicted
@@ -52,7 +53,8 @@ def evaluate_fold(cells_path, ood_cfg: dict | None, predictor_cfg: dict | None, 
     - ``features_path``: the evaluated cells (reference subset, then test cells) with
       cell_id, gene, oe (``batch_level``), split ("train"/"test") and the penultimate
       features f0.. of the plain classifier (for the UMAPs of ``combine_ood``).
-    ``generator_path``: the fold's IST model, needed for IST test-time correction.
+    ``generator_path``: the fold's IST model, needed for IST test-time correction;
+    ``classes``: the OOD classes table (``load_fold``).
     Returns the metrics table.
     """
     cfg = ood_config(ood_cfg)
@@ -62,7 +64,7 @@ def evaluate_fold(cells_path, ood_cfg: dict | None, predictor_cfg: dict | None, 
     if pred.fold != fold:
         raise InputError(f"{predictor_path}: trained for fold {pred.fold!r}, not {fold!r}.")
     data = load_fold(cells_path, ood_cfg, fold, pred.image_size, device, pcfg["data_in_memory"],
-                     pcfg["memory_fraction"])
+                     pcfg["memory_fraction"], classes)
     obs = read_obs(cells_path)
     f = data.fold
     rng = np.random.default_rng([int(cfg["seed"]), 7])

@@ -9,10 +9,12 @@ when the cell table has it. A level whose columns are missing, or that has a sin
 is skipped. Folds: one per held-out OE of each level (at most ``max_folds`` of them,
 chosen at random with ``ood.seed``), plus one IID fold, a random split stratified by gene.
 
-Gene subset (``ood.genes``, ``ood.max_genes``; ``gene_subset``): the benchmark may classify
-only some genes, e.g. so that a small demo screen has enough cells per class. Cells of
-other genes are dropped from every fold, train and test alike; the folds themselves (the
-held-out OEs) do not change.
+Classes (``classes``): the benchmark classifies the cells of the genes a classes table
+chooses (``results/ood/classes.tsv``, written by ``opsembed.evaluate.activity`` from each
+gene's phenotypic activity, or from ``ood.genes``), each cell labelled by its gene's class
+(the gene itself, or its complex with ``ood.labels: complex``). Cells of other genes are
+dropped from every fold, train and test alike; the folds themselves (the held-out OEs) do
+not change.
 
 Below ``train`` (the fold trainers read it) and ``evaluate`` (the metrics,
 ``opsembed.evaluate.ood``); Snakemake lists the folds with it at parse time.
@@ -38,9 +40,13 @@ mixstyle, stargan, ist)."""
 INTERVENTIONAL = ("stargan", "ist")
 """Kinds trained through a fold's generator (its model file is an input)."""
 
-FOLD_KEYS = ("seed", "oe_columns", "levels", "iid_test_fraction", "genes", "max_genes", "batch_level")
+FOLD_KEYS = ("seed", "oe_columns", "levels", "iid_test_fraction", "batch_level")
 """Keys of the ``ood`` block that define the folds: what a fold's training job reads (with
-``batch_level``, which a cross-key rule ties to the names of ``levels``)."""
+``batch_level``, which a cross-key rule ties to the names of ``levels``). Which genes
+enter is the classes file, an input of those jobs; the keys that choose it
+(``CLASS_KEYS``) are read by the job that writes it."""
+CLASS_KEYS = ("seed", "genes", "max_genes", "labels", "activity")
+"""Keys of the ``ood`` block that choose the benchmark's classes (rule ``ood_classes``)."""
 
 
 def ood_config(cfg: dict | None) -> dict:
@@ -99,33 +105,30 @@ def list_folds(obs: pd.DataFrame, cfg: dict) -> list[str]:
     return ids
 
 
-def gene_subset(genes, cfg: dict | None, controls: str | None) -> np.ndarray:
-    """Which cells the OOD benchmark keeps: bool (n,) over the cells' gene labels ``genes``.
+def read_classes(path) -> dict[str, str]:
+    """gene -> class of the chosen rows of a classes table (``opsembed.evaluate.activity``'s
+    CLASS_COLUMNS: gene, class, ..., chosen); InputError naming the file when it has none."""
+    from .tables import read_table
 
-    ``ood.genes`` (list or null): only cells of these labels (the control label may be one
-    of them); a name that no cell has is an InputError. ``ood.max_genes`` (int or null): of
-    the remaining *library* genes (labels other than ``controls``), only the ``max_genes``
-    with most cells, ties broken by name (ascending). The control label is never counted
-    in ``max_genes``; it stays only when ``ood.genes`` names it. Both null: all True.
-    """
-    cfg = ood_config(cfg)
+    t = read_table(path, text={"gene", "class", "chosen"})
+    chosen = t[t["chosen"].astype(str).str.lower().isin(["true", "1"])]
+    if chosen.empty:
+        raise InputError(f"{path}: no chosen class; rerun the rule ood_classes (check ood.genes).")
+    return dict(zip(chosen["gene"].astype(str), chosen["class"].astype(str)))
+
+
+def gene_subset(genes, classes: dict[str, str] | None) -> np.ndarray:
+    """Which cells the OOD benchmark keeps: bool (n,) over the cells' gene labels ``genes``:
+    those whose gene is a key of ``classes`` (gene -> class); all True when it is None. A
+    chosen gene that no cell has is an InputError."""
     genes = np.asarray(genes).astype(str)
-    keep = np.ones(len(genes), dtype=bool)
-    wanted = None if cfg["genes"] is None else [str(g) for g in cfg["genes"]]
-    if wanted is not None:
-        unknown = sorted(set(wanted) - set(genes.tolist()))
-        if unknown:
-            raise InputError(f"ood.genes names {unknown}, which no cell of the cells file has; "
-                             f"remove them or fix their spelling.")
-        keep &= np.isin(genes, wanted)
-    if cfg["max_genes"] is not None:
-        library = keep & (genes != controls)
-        names, counts = np.unique(genes[library], return_counts=True)
-        order = sorted(zip(names.tolist(), counts.tolist()), key=lambda t: (-t[1], t[0]))
-        top = [g for g, _ in order[:int(cfg["max_genes"])]]
-        listed_controls = wanted is not None and controls in wanted
-        keep &= np.isin(genes, top) | (listed_controls & (genes == controls))
-    return keep
+    if classes is None:
+        return np.ones(len(genes), dtype=bool)
+    unknown = sorted(set(classes) - set(genes.tolist()))
+    if unknown:
+        raise InputError(f"the OOD classes name genes {unknown} that no cell of the cells file has; "
+                         f"rerun the rule ood_classes on this cells file.")
+    return np.isin(genes, list(classes))
 
 
 def iid_split(genes: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -143,21 +146,21 @@ def iid_split(genes: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray
 
 
 def ood_folds(obs: pd.DataFrame, cfg: dict | None, seed: int | None = None,
-              controls: str | None = None) -> list[dict]:
+              classes: dict[str, str] | None = None) -> list[dict]:
     """All folds of the OOD protocol on a cell table.
 
     Returns dicts with ``fold_id`` (str), ``level`` (level name or "iid"), ``held_out``
     (OE label, "" for IID), ``columns`` (the level's OE columns), ``train_idx`` and
     ``test_idx`` (sorted int64 row numbers into ``obs``, disjoint). A held-out OE's cells are
-    all in test and none in train. Only cells kept by ``gene_subset`` (``controls``: the
-    control label) are in either; the IID split is drawn among them. ``seed`` overrides
+    all in test and none in train. Only cells kept by ``gene_subset`` (``classes``: gene ->
+    class, None = every cell) are in either; the IID split is drawn among them. ``seed`` overrides
     ``cfg['seed']``.
     """
     cfg = ood_config(cfg)
     if seed is not None:
         cfg["seed"] = seed
     genes = obs["gene"].astype(str).to_numpy(dtype=object)
-    keep = gene_subset(genes, cfg, controls)
+    keep = gene_subset(genes, classes)
     kept = np.flatnonzero(keep)
     train, test = (kept[i] for i in iid_split(genes[kept], float(cfg["iid_test_fraction"]), cfg["seed"]))
     folds = [{"fold_id": IID, "level": IID, "held_out": "", "columns": [], "train_idx": train,
@@ -175,9 +178,9 @@ def ood_folds(obs: pd.DataFrame, cfg: dict | None, seed: int | None = None,
     return folds
 
 
-def get_fold(obs: pd.DataFrame, cfg: dict | None, fold: str, controls: str | None = None) -> dict:
+def get_fold(obs: pd.DataFrame, cfg: dict | None, fold: str, classes: dict[str, str] | None = None) -> dict:
     """The fold ``fold`` of ``ood_folds``; InputError listing the known ids when absent."""
-    folds = ood_folds(obs, cfg, controls=controls)
+    folds = ood_folds(obs, cfg, classes=classes)
     for f in folds:
         if f["fold_id"] == fold:
             return f

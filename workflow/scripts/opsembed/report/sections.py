@@ -38,7 +38,10 @@ SCORES = [  # (label, mean column, sd column or None)
     ("NMI", "nmi_mean", "nmi_sd"),
     ("ARI", "ari_mean", "ari_sd"),
     ("Recall", "recall", None),
+    ("Recall 10/90", "recall_10_90", None),
 ]
+SIDE_BY_SIDE = [("mAP", "mAP"), ("ARI", "ari_mean"), ("Recall 10/90", "recall_10_90")]
+"""(label, metrics.tsv column) of the scores shown once per ground truth."""
 COUNTS = [("Genes evaluated", "n_genes_evaluated"), ("Complexes", "n_complexes"), ("Coverage", "coverage")]
 
 
@@ -56,8 +59,65 @@ def _as_bool(values: pd.Series) -> np.ndarray:
     return values.astype(str).str.strip().str.lower().isin(["true", "1", "yes"]).to_numpy()
 
 
+def ground_truth_names(metrics: pd.DataFrame) -> list:
+    """The ground truths of a metrics table in order (the primary one first); ``[None]``
+    for a table without a ``ground_truth`` column."""
+    if "ground_truth" not in metrics.columns:
+        return [None]
+    return list(dict.fromkeys(metrics["ground_truth"].astype(str)))
+
+
+def primary_rows(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the primary (first) ground truth of a metrics table."""
+    name = ground_truth_names(metrics)[0]
+    return metrics if name is None else metrics[metrics["ground_truth"].astype(str) == name]
+
+
+def _bold_best(values: np.ndarray, texts: list[str]) -> list[str]:
+    """``texts`` escaped, the ones at the column's largest finite value in bold."""
+    best = np.nanmax(values) if np.isfinite(values).any() else np.nan
+    return [f"<b>{esc(t)}</b>" if np.isfinite(v) and np.isclose(v, best) else esc(t)
+            for v, t in zip(values, texts)]
+
+
+def _score_table(m: pd.DataFrame, warn: np.ndarray) -> str:
+    """Method x scores (mean ± sd) of one ground truth's rows, best per column in bold."""
+    shown = pd.DataFrame({"Method": [esc(x) + (" &#9888;" if w else "") for x, w in zip(m["method"], warn)]})
+    for label, mean_col, sd_col in SCORES:
+        if mean_col not in m.columns:
+            continue
+        means = m[mean_col].to_numpy(dtype=float)
+        texts = [fmt(mean) + (f" ± {fmt(float(sd))}" if sd_col in m.columns else "")
+                 for mean, sd in zip(means, m[sd_col] if sd_col in m.columns else means)]
+        shown[label] = _bold_best(means, texts)
+    for label, col in COUNTS:
+        if col == "coverage" and col in m.columns:
+            shown[label] = [f"{c:.0%}" if np.isfinite(c) else "–" for c in m[col].to_numpy(dtype=float)]
+        elif col in m.columns:
+            shown[label] = m[col].to_numpy()
+    raw = tuple(c for c in shown.columns if c not in ("Genes evaluated", "Complexes"))  # built above
+    return table(shown, raw_html=raw)
+
+
+def _side_by_side(m: pd.DataFrame, names: list[str]) -> str:
+    """One row per method, each of SIDE_BY_SIDE's scores once per ground truth."""
+    methods = list(dict.fromkeys(m["method"].astype(str)))
+    shown = pd.DataFrame({"Method": [esc(x) for x in methods]})
+    for label, col in SIDE_BY_SIDE:
+        if col not in m.columns:
+            continue
+        for name in names:
+            sub = m[m["ground_truth"].astype(str) == name]
+            values = (pd.Series(sub[col].to_numpy(dtype=float), index=sub["method"].astype(str))
+                      .reindex(methods).to_numpy(dtype=float))
+            shown[f"{label} · {name}"] = _bold_best(values, [fmt(v) if np.isfinite(v) else "–" for v in values])
+    return table(shown, raw_html=tuple(shown.columns))
+
+
 def metrics_section(metrics: pd.DataFrame, config: dict) -> Section:
-    """Table 1 analogue: method x scores (mean ± sd), best per column in bold."""
+    """Table 1 analogue: method x scores (mean ± sd), best per column in bold; one table
+    per ground truth, and the main scores of every ground truth side by side when there
+    are several (``ground_truth`` column of metrics.tsv)."""
     m = metrics.reset_index(drop=True)
     if "coverage_warning" in m.columns:
         warn = _as_bool(m["coverage_warning"])
@@ -65,26 +125,7 @@ def metrics_section(metrics: pd.DataFrame, config: dict) -> Section:
         warn = m["coverage"].to_numpy(dtype=float) < 0.5
     else:
         warn = np.zeros(len(m), dtype=bool)
-    shown = pd.DataFrame({"Method": [esc(x) + (" &#9888;" if w else "") for x, w in zip(m["method"], warn)]})
-    for label, mean_col, sd_col in SCORES:
-        if mean_col not in m.columns:
-            continue
-        means = m[mean_col].to_numpy(dtype=float)
-        best = np.nanmax(means) if np.isfinite(means).any() else np.nan
-        cells = []
-        for i, mean in enumerate(means):
-            text = fmt(mean)
-            if sd_col in m.columns:
-                text += f" ± {fmt(float(m[sd_col].iloc[i]))}"
-            text = esc(text)
-            cells.append(f"<b>{text}</b>" if np.isfinite(mean) and np.isclose(mean, best) else text)
-        shown[label] = cells
-    for label, col in COUNTS:
-        if col == "coverage" and col in m.columns:
-            shown[label] = [f"{c:.0%}" if np.isfinite(c) else "–" for c in m[col].to_numpy(dtype=float)]
-        elif col in m.columns:
-            shown[label] = m[col].to_numpy()
-    raw = tuple(c for c in shown.columns if c not in ("Genes evaluated", "Complexes"))  # built above
+    names = ground_truth_names(m)
     n_runs = _get(config, "evaluation", "kmeans", "n_runs", default="several")
     pct = _get(config, "evaluation", "recall", "percentile", default=5)
     body = [
@@ -103,13 +144,25 @@ def metrics_section(metrics: pd.DataFrame, config: dict) -> Section:
         "chance (0 = random, 1 = identical).</li>"
         f"<li><b>Recall</b>: fraction of same-complex gene pairs whose cosine similarity is in the top "
         f"or bottom {esc(pct)}% of all gene pairs (a random embedding gives about "
-        f"{2 * float(pct) / 100:.2f}).</li>"
+        f"{2 * float(pct) / 100:.2f}). <b>Recall 10/90</b>: the same at EFAAR's thresholds, the 10th "
+        "and 90th percentiles (chance 0.20). Strongly anti-correlated pairs count too, as in EFAAR.</li>"
         "<li><b>Coverage</b>: fraction of the curated genes present in the embedding.</li></ul></div>",
-        table(shown, raw_html=raw),
     ]
+    if len(names) > 1:
+        body.append("<h3>Ground truths side by side</h3><div class=\"explain\">Every method scored "
+                    f"against each of the {len(names)} ground truths ({esc(', '.join(names))}; the first "
+                    "is the primary one, used by the figures below). Each ground truth is curated "
+                    "against the screen separately, so its genes and complexes differ; compare methods "
+                    "within a column, not columns with each other.</div>" + _side_by_side(m, names))
+    for name in names:
+        rows = np.ones(len(m), dtype=bool) if name is None else (m["ground_truth"].astype(str) == name).to_numpy()
+        if len(names) > 1:
+            body.append(f"<h3>Ground truth: {esc(name)}</h3>")
+        body.append(_score_table(m[rows], warn[rows]))
     if warn.any():
-        names = ", ".join(esc(x) for x in m["method"][warn])
-        body.append(f"<div class=\"warning\">&#9888; Low coverage: {names}. Under half of the "
+        labels = [esc(m["method"].iloc[i]) + (f" ({esc(m['ground_truth'].iloc[i])})" if len(names) > 1 else "")
+                  for i in np.flatnonzero(warn)]
+        body.append(f"<div class=\"warning\">&#9888; Low coverage: {', '.join(labels)}. Under half of the "
                     "curated genes have an embedding, so these scores rest on a subset of the "
                     "complexes and are not directly comparable with the other rows.</div>")
     body.append("<details><summary>All columns of metrics.tsv</summary>" + table(m) + "</details>")
@@ -168,7 +221,8 @@ def significance_section(methods: list[str], ap_tables: list, metrics: pd.DataFr
     if len(methods) != len(ap_tables):
         raise ValueError(f"report: {len(ap_tables)} per-gene AP tables for {len(methods)} methods")
     rows = []
-    by_method = metrics.set_index(metrics["method"].astype(str))
+    primary = primary_rows(metrics)  # the per-gene tables are the primary ground truth's
+    by_method = primary.set_index(primary["method"].astype(str))
     for method, path in zip(methods, ap_tables):
         ap = read_table(path)
         if "significant" not in ap.columns:  # written before the per-gene q-values existed
@@ -206,17 +260,41 @@ def montage_section(cells, curated: pd.DataFrame, controls: str | None, n_cells:
     genes = [g for g in cur["gene"] if g in present]
     if controls is not None and str(controls) in present:
         genes.append(str(controls))
-    fig = montage_figure(obs, lambda index: read_crops(cells, index),
-                         [str(c) for c in read_attrs(cells)["channels"]], genes, n_cells, seed,
+    channels = [str(c) for c in read_attrs(cells)["channels"]]
+    fig = montage_figure(obs, lambda index: read_crops(cells, index), channels, genes, n_cells, seed,
                          dict(zip(cur["gene"], cur["complex"])))
+    by_complex, groups = complex_cells(obs, cur, controls)
+    per_complex = 2 * n_cells
+    fig_complex = montage_figure(by_complex, lambda index: read_crops(cells, index), channels, groups,
+                                 per_complex, seed, genes_per_row=2, unit="complex")
     body = ("<div class=\"explain\">Real cells from <code>cells.h5</code> (after illumination "
             f"correction and standardisation), {n_cells} per gene drawn at random with seed "
-            f"{esc(seed)}, genes grouped by complex, the controls last.</div>"
+            f"{esc(seed)}, genes grouped by complex, the controls last; then {per_complex} per "
+            "complex, drawn from all cells of its curated genes together.</div>"
             + image(png(fig, dpi=80), "cells per gene",
                     "Compare each gene's cells with the control cells (last): a knockout with a "
                     "phenotype looks different from them, and genes of one complex should look "
-                    "different in the same way."))
+                    "different in the same way.")
+            + image(png(fig_complex, dpi=80), "cells per complex",
+                    "Each row pair is one complex's knockout cells, pooled over its genes, next to "
+                    "another's, the controls last: a complex with a phenotype shows it in most of "
+                    "its cells."))
     return Section("montage", TITLES["montage"], body)
+
+
+def complex_cells(obs: pd.DataFrame, curated: pd.DataFrame, controls: str | None) -> tuple[pd.DataFrame, list[str]]:
+    """``obs`` (same rows) with ``gene`` replaced by the cell's curated complex (controls
+    keep their label, other cells get ""), and the labels to show: the complexes with
+    cells, sorted, then the controls when present."""
+    complex_of = dict(zip(curated["gene"].astype(str), curated["complex"].astype(str)))
+    genes = obs["gene"].astype(str)
+    label = genes.map(complex_of).fillna("")
+    if controls is not None:
+        label = label.where(genes != str(controls), str(controls))
+    groups = sorted(set(label) - {"", str(controls)})
+    if controls is not None and (label == str(controls)).any():
+        groups.append(str(controls))
+    return obs.assign(gene=label.to_numpy()), groups
 
 
 def dataset_section(obs: pd.DataFrame, controls: str | None, summary: pd.DataFrame) -> Section:
@@ -307,7 +385,8 @@ def training_section(training: dict) -> Section:
     """Loss curves and sample grids per learned method; a note when none ran.
 
     ``training`` maps method -> {"losses": TSV path (step + one column per loss),
-    "samples": image path, "check_table": generative-check TSV, "check_figure": its PNG};
+    "samples": image path, "check_table": generative-check metrics TSV (metric, value, meaning),
+    "check_features": its top-feature TSV, "check_figure": its PNG};
     any key may be missing.
     """
     if not training:
@@ -325,27 +404,68 @@ def training_section(training: dict) -> Section:
             parts.append(image(files["samples"], f"{method} samples",
                                f"{method}: the same control cells (first column) restyled to a fixed set of genes"))
         if files.get("check_table"):
-            parts.append(_generative_check(method, files["check_table"], files.get("check_figure")))
+            parts.append(_generative_check(method, files["check_table"], files.get("check_features"),
+                                           files.get("check_figure")))
     return Section("training", TITLES["training"], "".join(parts))
 
 
-def _generative_check(method: str, table_path, figure_path) -> str:
-    """The generative check of ``method``: what it measures, its top-5 table and figure."""
+GENERATIVE_GOALS = {"nucleus_iou": (">=", 0.6), "centroid_shift_px": ("<=", 3.0), "input_dependence": (">=", 0.5),
+                    "gap_closed_mean": (">=", 0.3)}
+"""Headline generative metrics and the value each should reach (issue 16's bar)."""
+GENERATIVE_SHOWN = ["nucleus_iou", "centroid_shift_px", "input_dependence", "gap_closed_mean", "gap_closed",
+                    "class_accuracy_generated", "class_accuracy_inputs", "class_accuracy_chance",
+                    "class_accuracy_real_cv", "frechet_generated", "frechet_inputs"]
+
+
+def _generative_verdict(m: dict, name: str) -> str:
+    """'yes'/'no' where the metric has a goal (class accuracy: >= 2 x chance and above the inputs')."""
+    value = m.get(name, np.nan)
+    if not np.isfinite(value):
+        return ""
+    if name == "class_accuracy_generated":
+        ok = value >= 2 * m.get("class_accuracy_chance", np.inf) and value > m.get("class_accuracy_inputs", np.inf)
+    elif name == "frechet_generated":
+        ok = value < m.get("frechet_inputs", -np.inf)
+    elif name in GENERATIVE_GOALS:
+        op, goal = GENERATIVE_GOALS[name]
+        ok = value >= goal if op == ">=" else value <= goal
+    else:
+        return ""
+    return "yes" if ok else "no"
+
+
+def _generative_check(method: str, table_path, features_path, figure_path) -> str:
+    """The generative check of ``method``: its quality metrics, each with what it means and
+    whether it meets its goal, then the top-5 feature table and figure."""
     df = read_table(table_path)
-    gap, acc = float(df["gap_closed"].iloc[0]), float(df["rf_balanced_accuracy"].iloc[0])
+    if "metric" not in df.columns:            # a features table from before the metrics existed
+        return f"<p class=\"note\">{esc(method)}: the generative check's table is out of date; rerun it.</p>"
+    m = dict(zip(df["metric"], df["value"].astype(float)))
+    meaning = dict(zip(df["metric"], df["meaning"].fillna("") if "meaning" in df.columns else [""] * len(df)))
+    rows = pd.DataFrame({"metric": GENERATIVE_SHOWN,
+                         "value": [fmt(m.get(k, np.nan)) for k in GENERATIVE_SHOWN],
+                         "meets goal": [_generative_verdict(m, k) for k in GENERATIVE_SHOWN],
+                         "what it means": [meaning.get(k, "") for k in GENERATIVE_SHOWN]})
+    gap = m.get("gap_closed", np.nan)
     verdict = ("generated cells move most of the way from control to perturbed" if gap >= 0.5 else
                "generated cells move part of the way from control to perturbed" if gap > 0 else
                "generated cells are no closer to perturbed cells than the controls are")
-    shown = df[["rank", "feature", "importance_mean", "control_mean", "perturbed_mean", "generated_mean",
-                "perturbed_shift_sd", "generated_shift_sd"]]
     body = [f"<h4>{esc(method)}: generative check</h4>",
-            "<div class=\"explain\">Control cells restyled to every gene, against real control and "
-            "real perturbed cells, on the five engineered features a random forest finds most useful "
-            f"to tell control from perturbed (held-out balanced accuracy {acc:.2f}). "
-            "<em>gap closed</em> = 1 &minus; |generated shift &minus; real shift| / |real shift| over these "
-            "features, shifts in control standard deviations: 1 is a perfect match, 0 no better than the "
-            f"controls themselves, below 0 worse. Here it is <b>{gap:.2f}</b>: {verdict}.</div>",
-            table(shown)]
+            f"<div class=\"explain\">{int(m.get('n_inputs', 0))} control cells restyled to each of "
+            f"{int(m.get('n_targets', 0))} genes, scored for content kept (the input's nucleus stays), input "
+            "dependence (outputs differ as the inputs do), style carried (the target gene's features and "
+            "complex) and realism (feature distributions). <em>gap closed</em> (Euclidean over the top-5 "
+            f"features) is <b>{fmt(gap)}</b>: {verdict}.</div>", table(rows)]
+    if features_path:
+        feats = read_table(features_path)
+        acc = float(feats["rf_balanced_accuracy"].iloc[0])
+        body.append(f"<div class=\"explain\">The five engineered features a random forest finds most "
+                    f"useful to tell real control from real perturbed cells (held-out balanced accuracy "
+                    f"{acc:.2f}); shifts in control standard deviations.</div>")
+        cols = [c for c in ["rank", "feature", "importance_mean", "control_mean", "perturbed_mean",
+                            "generated_mean", "perturbed_shift_sd", "generated_shift_sd", "gap_closed_feature"]
+                if c in feats.columns]
+        body.append(table(feats[cols]))
     if figure_path:
         body.append(image(figure_path, f"{method} generative check",
                           f"{method}: distributions of the top-5 features"))
@@ -388,12 +508,36 @@ def ood_section(files: dict) -> Section:
         "the IID fold's features. Best per column in bold.</div>",
         table(cells, raw_html=tuple(shown.columns[1:])),
     ]
+    body += _ood_classes(files)
     if files.get("folds"):
         body.append("<details><summary>Every fold</summary>" + table(read_table(files["folds"])) + "</details>")
     if files.get("umap"):
         body.append(image(files["umap"], "OOD UMAPs", "IID-fold predictor features: coloured by gene (left) "
                           "and by OE (right). Genes should form islands; OEs should mix."))
     return Section("ood", TITLES["ood"], "".join(body))
+
+
+def _ood_classes(files: dict) -> list[str]:
+    """The classes the benchmark chose and why (classes.tsv), and the hit list (activity.tsv)."""
+    body = []
+    if files.get("classes"):
+        c = read_table(files["classes"])
+        chosen = c[c["chosen"].astype(str).str.lower().isin(["true", "1"])]
+        body.append(f"<h3>Classes ({chosen['class'].nunique()})</h3><div class=\"explain\">The benchmark "
+                    "classifies only genes with a phenotype (significant mAP against the controls), the most "
+                    "active one per curated complex, since genes of one complex look alike; "
+                    "<code>ood.genes</code> overrides the choice.</div>"
+                    + table(chosen[["class", "gene", "complex", "mean_average_precision", "corrected_p_value",
+                                    "reason"]]))
+    if files.get("activity"):
+        a = read_table(files["activity"])
+        n_sig = int(a["significant"].astype(str).str.lower().isin(["true", "1"]).sum())
+        body.append(f"<details><summary>Phenotypic activity: {n_sig} of {len(a)} genes significant "
+                    "(the hit list)</summary><div class=\"explain\">Per gene, copairs' mean average precision "
+                    "of its cells against the non-targeting controls (per-plate control-standardised engineered "
+                    "features, cosine), permutation p-value and Benjamini-Hochberg q-value; most active "
+                    "first.</div>" + table(a) + "</details>")
+    return body
 
 
 def config_section(config: dict) -> Section:

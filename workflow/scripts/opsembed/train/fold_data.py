@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..io.folds import get_fold, oe_labels, ood_config
+from ..io.folds import get_fold, oe_labels, ood_config, read_classes
 from ..io.h5 import read_obs
 from .data import BalancedSampler, CellImages
 
@@ -84,16 +84,25 @@ class FoldData:
 
 
 def load_fold(cells_path: str | os.PathLike, ood_cfg: dict | None, fold: str, image_size: int,
-              device: torch.device, in_memory: bool | str, memory_fraction: float) -> FoldData:
+              device: torch.device, in_memory: bool | str, memory_fraction: float,
+              classes=None) -> FoldData:
     """The fold ``fold`` (an id of ``list_folds``) of the cells file, crops at ``image_size``.
 
-    Only the cells of the genes kept by ``ood.genes`` / ``ood.max_genes`` are in the fold
-    (``ood.gene_subset``, with the file's control label).
+    ``classes``: the OOD classes table (path, ``results/ood/classes.tsv``) or a dict gene ->
+    class; only the cells of its genes are in the fold (``io.folds.gene_subset``). None: every
+    cell, labelled by its gene. When a class is not its gene's name (``ood.labels:
+    complex``), ``images.genes`` becomes the sorted class names then the control label, and
+    ``images.gene_ids`` index it (cells outside every class get the control label's id; no
+    fold holds them), so every trainer and scorer sees classes where it read genes.
     """
     cfg = ood_config(ood_cfg)
     obs = read_obs(cells_path)
     images = CellImages(cells_path, image_size, device, in_memory, memory_fraction)
-    f = get_fold(obs, cfg, fold, images.controls)
+    if classes is not None and not isinstance(classes, dict):
+        classes = read_classes(classes)
+    f = get_fold(obs, cfg, fold, classes)
+    if classes is not None and any(g != c for g, c in classes.items()):
+        relabel_classes(images, obs["gene"].astype(str).to_numpy(), classes)
     labels = oe_labels(obs, cfg["oe_columns"])
     oes = sorted(set(labels.tolist()))
     lookup = {oe: i for i, oe in enumerate(oes)}
@@ -102,9 +111,18 @@ def load_fold(cells_path: str | os.PathLike, ood_cfg: dict | None, fold: str, im
     data = FoldData(images=images, fold=f, oes=oes, oe_ids=oe_ids,
                     train_genes=sorted(set(images.gene_ids[train].tolist())),
                     train_oes=sorted(set(oe_ids[train].tolist())), cell_ids=obs["cell_id"].astype(str).to_numpy())
-    log.info("fold %s: %d training and %d test cells; %d genes and %d OEs in training", fold, len(train),
+    log.info("fold %s: %d training and %d test cells; %d classes and %d OEs in training", fold, len(train),
              len(f["test_idx"]), len(data.train_genes), len(data.train_oes))
     return data
+
+
+def relabel_classes(images: CellImages, genes: np.ndarray, classes: dict[str, str]) -> None:
+    """Point ``images.genes`` / ``gene_ids`` at the classes (``load_fold``): vocabulary = sorted
+    class names + [control label]; a cell of no class gets the control label's id."""
+    vocab = sorted(set(classes.values()) - {images.controls}) + [images.controls]
+    lookup = {c: i for i, c in enumerate(vocab)}
+    images.genes = vocab
+    images.gene_ids = np.array([lookup[classes.get(g, images.controls)] for g in genes], dtype=np.int64)
 
 
 def fold_sample_choice(data: FoldData, n_cells: int, n_styles: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

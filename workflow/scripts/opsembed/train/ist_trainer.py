@@ -181,14 +181,15 @@ class ISTTrainer(Trainer):
 
 
 def train_ist(cells_path, ood_cfg: dict | None, cfg: dict | None, fold: str, seed: int, model_path,
-              losses_path, samples_path, checkpoint_dir) -> None:
+              losses_path, samples_path, checkpoint_dir, classes=None) -> None:
     """Train IST on fold ``fold`` of ``cells.h5`` (resuming from ``checkpoint_dir``); write the
     model file (weights_only-loadable), the loss TSV and the sample grid PNG (training cells
-    re-imaged in the style of one cell from each of several training OEs)."""
+    re-imaged in the style of one cell from each of several training OEs). ``classes``: the
+    OOD classes table (``load_fold``)."""
     cfg = ist_config(cfg)
     device = resolve_device(cfg["device"])
     data = load_fold(cells_path, ood_cfg, fold, cfg["image_size"], device, cfg["data_in_memory"],
-                     cfg["memory_fraction"])
+                     cfg["memory_fraction"], classes)
     run_training(ISTTrainer(data, cfg, seed), checkpoint_dir, model_path, losses_path, samples_path)
 
 

@@ -149,13 +149,15 @@ class PredictorTrainer(Trainer):
 
 
 def train_predictor(kind: str, cells_path, ood_cfg: dict | None, cfg: dict | None, fold: str, seed: int,
-                    model_path, losses_path, samples_path, checkpoint_dir, generator_path=None) -> None:
+                    model_path, losses_path, samples_path, checkpoint_dir, generator_path=None,
+                    classes=None) -> None:
     """Train the ``kind`` predictor on fold ``fold``; ``generator_path`` is the fold's IST or
-    StarGAN model file for those kinds. Writes the model file, loss TSV and sample PNG."""
+    StarGAN model file for those kinds; ``classes`` the OOD classes table (``load_fold``).
+    Writes the model file, loss TSV and sample PNG."""
     cfg = predictor_config(cfg)
     device = resolve_device(cfg["device"])
     data = load_fold(cells_path, ood_cfg, fold, cfg["image_size"], device, cfg["data_in_memory"],
-                     cfg["memory_fraction"])
+                     cfg["memory_fraction"], classes)
     restyler = None
     if kind in INTERVENTIONAL:
         if generator_path is None:

@@ -48,11 +48,11 @@ class StarGanOETrainer(GrapeTrainer):
 
 
 def train_stargan(cells_path, ood_cfg: dict | None, cfg: dict | None, fold: str, seed: int, model_path,
-                  losses_path, samples_path, checkpoint_dir) -> None:
+                  losses_path, samples_path, checkpoint_dir, classes=None) -> None:
     """Train StarGAN v2 over the OEs of fold ``fold`` (GRAPE's backbone); outputs as
     ``opsembed.train.ist_trainer.train_ist``."""
     cfg = stargan_config(cfg)
     device = resolve_device(cfg["device"])
     data = load_fold(cells_path, ood_cfg, fold, cfg["image_size"], device, cfg["data_in_memory"],
-                     cfg["memory_fraction"])
+                     cfg["memory_fraction"], classes)
     run_training(StarGanOETrainer(data, cfg, seed), checkpoint_dir, model_path, losses_path, samples_path)
