@@ -11,7 +11,9 @@ A screen with C channels renders the first C of these, whatever the channels are
 Image formation, per plate (``batch.PlateEffects``): signal (photons) plus
 autofluorescence, blurred by a Gaussian PSF, times channel gain and illumination field;
 then Poisson shot noise, ``CAMERA_OFFSET`` and Gaussian read noise (``READ_NOISE`` ADU),
-rounded and clipped to uint16.
+rounded and clipped to uint16. With ``simulate.technical_scale`` > 0 the effects of
+``technical`` (extra blur, bleed-through, non-linear stain response, low-frequency
+background, per-plate read noise, per-well gain) enter that chain.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from scipy import ndimage
 from opsembed.io.errors import InputError
 
 from .batch import PlateEffects
+from .technical import TechnicalEffects, background_field, bleed_through, stain_response
 
 PHENOTYPE_CHANNELS = ("DNA", "gH2AX", "tubulin", "actin")
 CAMERA_OFFSET = 100.0
@@ -49,11 +52,17 @@ def check_channels(n_channels: int) -> None:
 
 
 def render_tile(cells: pd.DataFrame, tile_size: int, n_channels: int, plate: PlateEffects,
-                rng: np.random.Generator) -> np.ndarray:
+                rng: np.random.Generator, technical: TechnicalEffects | None = None,
+                well_gain: np.ndarray | None = None,
+                background_rng: np.random.Generator | None = None) -> np.ndarray:
     """Render ``cells`` into a (n_channels, tile_size, tile_size) uint16 image (ADU).
 
     ``cells`` has ``y, x`` (nucleus centre, px in tile coordinates, may lie outside the
-    tile) and the factor columns of ``phenotypes.sample_factors``.
+    tile) and the factor columns of ``phenotypes.sample_factors``. ``technical``: the
+    plate's ``technical.TechnicalEffects`` (extra blur, then bleed-through, stain response,
+    a low-frequency background drawn from ``background_rng``, and its read noise);
+    ``well_gain`` (n_channels,): the well's gain. Both None: the image without them,
+    bit-identical to a render that never heard of them.
     """
     check_channels(n_channels)
     size = tile_size + 2 * PAD
@@ -62,15 +71,26 @@ def render_tile(cells: pd.DataFrame, tile_size: int, n_channels: int, plate: Pla
     textures = [_smooth(white, 1.0), _smooth(white.T, 2.0), _smooth(white[::-1], 3.0)]
     for cell in cells.itertuples(index=False):
         _draw_cell(canvas, textures, cell, rng)
-    margin = int(math.ceil(4 * plate.psf_sigma)) + 1
+    sigma = plate.psf_sigma if technical is None else technical.psf_sigma(plate.psf_sigma)
+    margin = int(math.ceil(4 * sigma)) + 1
     lo, hi = PAD - margin, PAD + tile_size + margin
     field = plate.field(tile_size)
+    inner = np.empty((n_channels, tile_size, tile_size), dtype=np.float32)
+    for c in range(n_channels):
+        blurred = ndimage.gaussian_filter(canvas[c, lo:hi, lo:hi], sigma)
+        inner[c] = blurred[margin:margin + tile_size, margin:margin + tile_size]
+    background = list(plate.background[:n_channels])     # scalars: the same float32 sums as before
+    if technical is not None:
+        inner = stain_response(bleed_through(inner, technical.bleed), technical.gamma)
+        background = [b * background_field((tile_size, tile_size), technical.background_amp[c], background_rng)
+                      for c, b in enumerate(background)]
     signal = np.empty((n_channels, tile_size, tile_size))
     for c in range(n_channels):
-        blurred = ndimage.gaussian_filter(canvas[c, lo:hi, lo:hi], plate.psf_sigma)
-        inner = blurred[margin:margin + tile_size, margin:margin + tile_size]
-        signal[c] = (inner + plate.background[c]) * plate.gains[c] * field
-    read = rng.standard_normal(signal.shape, dtype=np.float32) * READ_NOISE
+        signal[c] = (inner[c] + background[c]) * plate.gains[c] * field
+    if well_gain is not None:
+        signal *= np.asarray(well_gain, dtype=np.float64)[:n_channels, None, None]
+    read_noise = READ_NOISE if technical is None else technical.read_noise
+    read = rng.standard_normal(signal.shape, dtype=np.float32) * np.float32(read_noise)
     adu = rng.poisson(signal) + (read + CAMERA_OFFSET)
     return np.clip(np.rint(adu), 0, 65535).astype(np.uint16)
 

@@ -18,7 +18,8 @@ from .batch import plate_effects
 from .complexes import complex_of, write_complexes
 from .design import assign_cells, draw_labels, plate_genes, rng_for
 from .phenotypes import gene_effects, sample_factors, sgrna_efficacy
-from .render import PHENOTYPE_CHANNELS, check_channels, render_tile
+from .render import PHENOTYPE_CHANNELS, READ_NOISE, check_channels, render_tile
+from .technical import technical_effects, tile_rng, well_gains
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,9 @@ def simulate_screen(sim: dict, channels: list[str], controls: str, tiles_pattern
     - ``complexes_path`` (TSV, EFAAR layout, no header): complex name, space-separated genes;
     - ``factors_path`` (TSV): cell_id, plate, gene, complex, then every generating factor of
       the cell (see ``phenotypes.sample_factors``), the illumination at the nucleus and the
-      plate's psf_sigma, gain_<channel> and background_<channel> (photons).
+      plate's psf_sigma, gain_<channel> and background_<channel> (photons); with
+      ``simulate.technical_scale`` > 0 also the technical effects (``technical``):
+      read_noise, gamma_/bleed_/background_amp_/well_gain_<channel>, psf_sigma the total.
     Same ``sim`` -> byte-identical files.
     """
     check_channels(len(channels))
@@ -81,11 +84,13 @@ def simulate_screen(sim: dict, channels: list[str], controls: str, tiles_pattern
     pools = plate_genes(sim)
     effects, efficacy = gene_effects(sim, controls), sgrna_efficacy(sim, controls)
     batch = plate_effects(sim)
+    technical = technical_effects(sim, READ_NOISE)
     fields = {plate: effect.field(size) for plate, effect in batch.items()}
     n_band = round(per_tile * ((size + 2 * BAND) ** 2 - size ** 2) / size ** 2)
     complexes = complex_of()
     cells, factors = [], []
     groups = labels.groupby(["plate", "well", "tile"], sort=False)
+    gains = well_gains(sim, list(dict.fromkeys(zip(labels["plate"], labels["well"]))))
     for index, ((plate, well, tile), listed) in enumerate(tqdm(groups, desc="simulate tiles")):
         rng = rng_for(sim, STREAM_TILES, index)
         extra_genes, extra_guides = draw_labels(pools[plate], n_band, controls,
@@ -96,7 +101,11 @@ def simulate_screen(sim: dict, channels: list[str], controls: str, tiles_pattern
         pos = np.round(place_cells(radii, len(listed), size, rng), 2)
         tile_factors.insert(0, "y", pos[:, 0])
         tile_factors.insert(1, "x", pos[:, 1])
-        image = render_tile(tile_factors, size, n_channels, batch[plate], rng)
+        if technical is None:
+            image = render_tile(tile_factors, size, n_channels, batch[plate], rng)
+        else:
+            image = render_tile(tile_factors, size, n_channels, batch[plate], rng, technical[plate],
+                                gains[(plate, well)], tile_rng(sim, index))
         with atomic_path(tile_path(tiles_pattern, plate, well, tile)) as tmp:
             tifffile.imwrite(tmp, image, photometric="minisblack",
                              metadata={"axes": "CYX", "channels": list(PHENOTYPE_CHANNELS[:n_channels]),
@@ -118,6 +127,15 @@ def simulate_screen(sim: dict, channels: list[str], controls: str, tiles_pattern
         for c, name in enumerate(channels):
             head[f"gain_{name}"] = batch[plate].gains[c]
             head[f"background_{name}"] = batch[plate].background[c]
+        if technical is not None:       # only then, so that technical_scale 0 writes the same file
+            tech = technical[plate]
+            head["psf_sigma"] = tech.psf_sigma(batch[plate].psf_sigma)
+            head["read_noise"] = tech.read_noise
+            for c, name in enumerate(channels):
+                head[f"gamma_{name}"] = tech.gamma[c]
+                head[f"bleed_{name}"] = tech.bleed[c]
+                head[f"background_amp_{name}"] = tech.background_amp[c]
+                head[f"well_gain_{name}"] = gains[(plate, well)][c]
         factors.append(head.drop(columns=["y", "x"]))
     cells_df = pd.concat(cells, ignore_index=True)
     write_table(cells_df, cells_path)
