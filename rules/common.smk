@@ -70,7 +70,7 @@ def cell_groups(columns, optional=()):
         from opsembed.io.cells import check_path_names, separator_hint
         from opsembed.io.errors import InputError
         from opsembed.io.presets import missing_hint, resolve_columns
-        from opsembed.io.tables import read_table, table_columns
+        from opsembed.io.tables import group_counts, table_columns
 
         path = config["input"]["cells"]
         preset = config["input"]["preset"]
@@ -86,8 +86,11 @@ def cell_groups(columns, optional=()):
         # read twice from a Parquet file
         read = list(dict.fromkeys(source.get(c, c) for c in list(columns) + list(optional)
                                   if source.get(c, c) in present))
-        table = read_table(path, columns=read, text=read).rename(columns=rename)  # ids: as written
-        check_path_names(table, path)  # they name files: caught here, before any path is built
+        # distinct rows only (pyarrow groups a Parquet table before any Python object is
+        # built): nothing per cell lives in the driver
+        table = group_counts(path, read, text=read).rename(columns=rename)  # ids: as written
+        # they name files: caught here, before any path is built
+        check_path_names(table, path, rows=table["first_row"], counts=table["n"])
     keep = list(columns) + [c for c in optional if c in table.columns and c not in columns]
     return table[keep].astype(str).drop_duplicates().reset_index(drop=True)
 
@@ -148,9 +151,23 @@ def flatfield_figures(wildcards=None):
     return expand("results/preprocess/qc/flatfield_{plate}.png", plate=PLATES)
 
 
-def well_crops(wildcards=None):
-    """One crop file per well."""
-    return [f"results/preprocess/crops/{r.plate}/{r.well}.h5" for r in WELLS.itertuples()]
+def plate_tile_tables(wildcards=None):
+    return expand("results/preprocess/tiles/{plate}.tsv", plate=PLATES)
+
+
+def plate_samples(wildcards=None):
+    """One percentile pixel sample per plate, in PLATES order."""
+    return expand("results/preprocess/percentiles/{plate}.npz", plate=PLATES)
+
+
+def well_moments(wildcards=None):
+    """The control moments of each well, in WELLS order."""
+    return [f"results/preprocess/moments/{r.plate}/{r.well}.npz" for r in WELLS.itertuples()]
+
+
+def well_cells(wildcards=None):
+    """The z-scored crops of each well (the sources of cells.h5's images), in WELLS order."""
+    return [f"results/preprocess/cells/{r.plate}/{r.well}.h5" for r in WELLS.itertuples()]
 
 
 def plate_flatfield(wildcards):

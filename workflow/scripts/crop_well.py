@@ -1,4 +1,4 @@
-"""Corrected, rescaled single-cell crops of one well (rule crop_well)."""
+"""Corrected, rescaled single-cell crops of one well and its control moments (rule crop_well)."""
 from opsembed.io.logs import script_logging
 from opsembed.preprocess.crops import run_crop_well
 
@@ -14,4 +14,6 @@ with script_logging(snakemake.log[0]):  # noqa: F821  (snakemake is injected)
         plate=snakemake.wildcards.plate,  # noqa: F821
         well=snakemake.wildcards.well,  # noqa: F821
         channel_tokens=dict(snakemake.params.channel_tokens),  # noqa: F821
+        moments_path=snakemake.output.moments,  # noqa: F821
+        controls=snakemake.params.controls,  # noqa: F821
     )

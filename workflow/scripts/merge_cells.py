@@ -1,14 +1,12 @@
-"""Merge the well crop files into cells.h5, z-scored against each batch's controls (rule merge_cells)."""
+"""cells.h5: obs, attributes and a virtual dataset over the z-scored well files (rule merge_cells)."""
 from opsembed.io.logs import script_logging
-from opsembed.preprocess.merge import merge_cells
+from opsembed.preprocess.merge import merge_virtual
 
 with script_logging(snakemake.log[0]):  # noqa: F821  (snakemake is injected)
-    merge_cells(
-        list(snakemake.input.crops),  # noqa: F821
-        snakemake.input.cells,  # noqa: F821
+    merge_virtual(
+        list(snakemake.input.wells),  # noqa: F821
         snakemake.output.h5,  # noqa: F821
-        snakemake.output.zscore,  # noqa: F821
-        snakemake.output.summary,  # noqa: F821
+        snakemake.input.stats,  # noqa: F821
         controls=snakemake.params.controls,  # noqa: F821
         batch_key=snakemake.params.batch_key,  # noqa: F821
         channels=list(snakemake.params.channels),  # noqa: F821

@@ -1,4 +1,4 @@
-"""Check the cell table, tiles and ground truth before any long work (rule validate_inputs)."""
+"""Check the cell table and ground truth before any long work (rule validate_inputs)."""
 from opsembed.evaluate.curate import curate_ground_truth
 from opsembed.io.logs import script_logging
 from opsembed.preprocess.validate import run_validate_inputs
@@ -13,9 +13,8 @@ with script_logging(snakemake.log[0]):  # noqa: F821  (snakemake is injected)
         channels=list(snakemake.params.channels),  # noqa: F821
         controls=snakemake.params.controls,  # noqa: F821
         batch_key=snakemake.params.batch_key,  # noqa: F821
-        tiles_pattern=snakemake.params.tiles,  # noqa: F821
-        crop_size=int(snakemake.params.crop_size),  # noqa: F821
-        channel_tokens=dict(snakemake.params.channel_tokens),  # noqa: F821
+        tiles_pattern=None,  # the tiles: rules validate_tiles (per plate) and check_tiles
+        crop_size=None,
         text_columns=list(snakemake.params.text_columns),  # noqa: F821
         # the ground truth must leave >= 2 usable complexes: curation itself, run now
         check_genes=lambda genes: curate_ground_truth(

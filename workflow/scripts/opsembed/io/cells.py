@@ -101,11 +101,13 @@ def separator_hint(header) -> str:
     return ""
 
 
-def check_path_names(df: pd.DataFrame, path) -> None:
+def check_path_names(df: pd.DataFrame, path, rows=None, counts=None) -> None:
     """InputError naming ``path``, the 1-based row, the column and the value when a
     ``PATH_COLUMNS`` value of ``df`` (contract names) is empty or not ``SAFE_NAME``, or
     when two plates, or two wells of a plate, differ only in letter case (they would share
-    output files on a case-insensitive file system)."""
+    output files on a case-insensitive file system). ``df`` may be the table's distinct
+    rows (``io.tables.group_counts``): ``rows`` then gives each one's 0-based row in the
+    file (in file order) and ``counts`` how many rows it stands for."""
     for col in [c for c in PATH_COLUMNS if c in df.columns]:
         values = df[col]
         bad_names = [v for v in values.dropna().astype(str).unique() if not SAFE_NAME.fullmatch(v)]
@@ -113,10 +115,12 @@ def check_path_names(df: pd.DataFrame, path) -> None:
         if not ok.all():
             i = int(np.argmin(ok))
             value = values.iloc[i]
+            row = i if rows is None else int(np.asarray(rows)[i])
+            n_bad = int((~ok).sum()) if counts is None else int(np.asarray(counts)[~ok].sum())
             what = "is empty" if pd.isna(value) or str(value) == "" else f"is {str(value)!r}"
             raise InputError(
-                f"{path}: row {i + 1}: {col} {what}, which cannot be a file or folder name "
-                f"({int((~ok).sum())} such row(s)). Plate, well and tile names may hold ASCII "
+                f"{path}: row {row + 1}: {col} {what}, which cannot be a file or folder name "
+                f"({n_bad} such row(s)). Plate, well and tile names may hold ASCII "
                 "letters, digits and _ + - . (not first); rename them in the cell table.")
     for col, parents in (("plate", []), ("well", ["plate"])):
         if col not in df.columns or any(p not in df.columns for p in parents):

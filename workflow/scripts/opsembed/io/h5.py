@@ -1,7 +1,8 @@
 """The single-cell HDF5 file (``cells.h5``) and the per-well crop files.
 
 Layout:
-- ``images``: (N, C, S, S) float16, one crop per chunk.
+- ``images``: (N, C, S, S) float16, one crop per chunk; in the workflow's ``cells.h5`` a
+  virtual dataset over the per-well files (``write_virtual_cells_h5``), read the same way.
 - ``obs``: per-cell metadata in the same row order, written by pandas (PyTables
   ``table`` format), so ``pd.read_hdf(path, "obs")`` reads it.
 - root attributes: ``channels``, ``genes`` (sorted vocabulary, controls included),
@@ -13,7 +14,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Iterable
+from pathlib import Path
+from typing import Callable, Iterable
 
 import h5py
 import numpy as np
@@ -57,6 +59,68 @@ def write_cells_h5(
                 raise ValueError(f"write_cells_h5: {start} crops for {len(obs)} obs rows")
             for key, value in attrs.items():
                 f.attrs[key] = _encode(value)
+
+
+def write_virtual_cells_h5(path: str | os.PathLike, parts: Callable[[], Iterable[tuple[str, pd.DataFrame]]],
+                           attrs: dict) -> int:
+    """Write a cells file whose ``images`` is an HDF5 virtual dataset over other cells files.
+
+    ``parts()`` yields (source cells file, its obs plus any further columns) in row order;
+    it is called twice (obs is written part by part: memory is one part). ``images`` maps
+    rows ``offset:offset + len(obs)`` onto each source's ``images`` (no pixel is copied);
+    sources are stored relative to ``path``'s folder, so the folder can move as a whole
+    but a source moved or deleted alone reads as NaN (see ``missing_sources``). ``obs``
+    and the attributes are as ``write_cells_h5`` writes them, so ``pd.read_hdf(path,
+    "obs")`` and h5py reads see no difference. Returns the number of rows.
+    """
+    path = Path(path)
+    sources, template, width = [], [], 0
+    for source, obs in parts():
+        with h5py.File(source, "r") as f:
+            shape = f["images"].shape
+        if shape[0] != len(obs):
+            raise ValueError(f"{source}: {shape[0]} crops for {len(obs)} obs rows")
+        sources.append((os.path.relpath(source, path.parent), shape))
+        template.append(obs.iloc[:0])
+        strings = [c for c in obs.columns if obs[c].dtype == object]
+        if strings and len(obs):
+            width = max(width, int(obs[strings].astype(str).map(len).to_numpy().max()))
+    if not sources:
+        raise ValueError("write_virtual_cells_h5: no source with cells")
+    if len({shape[1:] for _, shape in sources}) != 1:
+        raise ValueError(f"write_virtual_cells_h5: sources of unequal crop shapes {sorted({s[1:] for _, s in sources})}")
+    dtypes = pd.concat(template).dtypes  # what one concatenated frame would hold
+    n = sum(shape[0] for _, shape in sources)
+    with atomic_path(path) as tmp:
+        with pd.HDFStore(tmp, mode="w", complevel=1) as store:
+            offset = 0
+            for _, obs in parts():
+                obs = obs.astype(dtypes).set_axis(pd.RangeIndex(offset, offset + len(obs)))
+                store.append("obs", obs, format="table", min_itemsize={"values": width} if width else None)
+                offset += len(obs)
+        tail = sources[0][1][1:]
+        layout = h5py.VirtualLayout(shape=(n,) + tail, dtype=np.float16)
+        offset = 0
+        for source, shape in sources:
+            layout[offset:offset + shape[0]] = h5py.VirtualSource(source, "images", shape=shape)
+            offset += shape[0]
+        with h5py.File(tmp, "a") as f:
+            f.create_virtual_dataset("images", layout, fillvalue=np.float16(np.nan))
+            for key, value in attrs.items():
+                f.attrs[key] = _encode(value)
+    return n
+
+
+def missing_sources(path: str | os.PathLike) -> list[str]:
+    """The source files of a virtual ``images`` that do not exist (none for a plain file);
+    their rows would read as NaN."""
+    path = Path(path)
+    with h5py.File(path, "r") as f:
+        dset = f["images"]
+        if not dset.is_virtual:
+            return []
+        names = sorted({s.file_name for s in dset.virtual_sources()})
+    return [n for n in names if not (path.parent / n).exists()]
 
 
 def _encode(value):

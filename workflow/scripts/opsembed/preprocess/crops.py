@@ -117,8 +117,9 @@ def iter_well_crops(kept: pd.DataFrame, tiles_pattern: str, flatfield: np.ndarra
 
 def run_crop_well(cells_path: str | os.PathLike, flatfield_path, percentiles_path, out_path,
                   crop_cfg: dict, channels: list[str], tiles_pattern: str, plate: str, well: str,
-                  channel_tokens: dict | None = None) -> None:
-    """Write the crops of one well with ``write_cells_h5``.
+                  channel_tokens: dict | None = None, moments_path=None, controls: str | None = None) -> None:
+    """Write the crops of one well with ``write_cells_h5`` and, when ``moments_path`` is
+    given, the moments of its ``controls`` crops (``merge.write_well_moments``).
 
     ``images`` are corrected, rescaled crops in [0, 1] (float16, before z-scoring); ``obs``
     holds the well's kept cells with every cell-table column (tile order); attrs: plate,
@@ -156,6 +157,10 @@ def run_crop_well(cells_path: str | os.PathLike, flatfield_path, percentiles_pat
     if n_blank:  # rare: rewrite the file without them (Snakemake reruns a job killed meanwhile)
         attrs.update(n_kept=len(kept) - n_blank, n_dropped_blank=n_blank)
         write_cells_h5(out_path, kept[~blank_mask], _kept_blocks(out_path, ~blank_mask), attrs)
+    if moments_path is not None:
+        from .merge import write_well_moments
+
+        write_well_moments(out_path, moments_path, controls)
 
 
 def _kept_blocks(path, keep: np.ndarray) -> Iterator[np.ndarray]:

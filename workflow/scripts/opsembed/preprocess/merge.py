@@ -1,24 +1,40 @@
-"""Merge the per-well crop files into ``cells.h5``, z-scored per batch (rule merge_cells).
+"""Z-scoring per batch without a whole-screen job, and the virtual ``cells.h5``.
 
-Two passes over the well files: (1) per batch and channel, mean and sd over every pixel of
-the batch's control crops; (2) z-score every crop with its batch's statistics and write.
-Memory is one block of ``BLOCK`` crops plus the obs table.
+Three steps, each a rule (rules/preprocess.smk):
+
+1. per well (in rule crop_well): ``write_well_moments`` saves, block by block of
+   ``BLOCK`` rows of the well's crop file, the pixel moments of its control crops per
+   batch (``zscore.block_moments``) and the well's summary row: a few KB per well.
+2. once (rule combine_moments): ``combine_moments`` replays every well's blocks in well
+   order into one ``ChannelMoments`` per batch (bit for bit what one pass over all crops
+   gives), checks the wells against the cell table and writes ``zscore.tsv`` (for
+   people), ``zscore.npz`` (the exact float64 statistics the wells use) and ``summary.tsv``.
+3. per well (rule zscore_well): ``zscore_well`` z-scores the well's crops with its
+   batches' statistics into ``cells/{plate}/{well}.h5`` (``io.h5.write_cells_h5`` layout).
+4. once (rule merge_cells): ``merge_virtual`` writes ``cells.h5``: ``obs`` (the wells'
+   obs in well order plus ``gene_id``), the attributes, and ``images`` as an HDF5 virtual
+   dataset over the wells' files (``io.h5.write_virtual_cells_h5``): no pixel is copied.
+
+Memory of every step is one block of crops, one well's obs or the per-well summaries.
+``merge_cells`` runs the four steps in one process (tests, benchmarks).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Iterator
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from ..io.atomic import atomic_path
 from ..io.errors import InputError
-from ..io.h5 import iter_crop_blocks, read_attrs, read_obs, write_cells_h5
+from ..io.h5 import iter_crop_blocks, read_attrs, read_obs, write_cells_h5, write_virtual_cells_h5
 from ..io.logs import terminal_warning
-from ..io.tables import read_table, write_table
-from .zscore import ChannelMoments, zscore
+from ..io.tables import group_counts, write_table
+from .zscore import ChannelMoments, block_moments, zscore
 
 log = logging.getLogger(__name__)
 
@@ -27,47 +43,105 @@ SUMMARY_COLUMNS = ["plate", "well", "n_cells", "n_kept", "n_dropped_edge", "n_dr
 crops (``preprocess.crops.blank_crops``), and zero-padded."""
 
 BLOCK = 128
-"""Crops per read block (128 crops of 4 x 96 x 96 are 38 MB as float64)."""
+"""Crops per read block (128 crops of 4 x 96 x 96 are 38 MB as float64). The control
+moments are taken per block of this many rows of a well file: changing it changes the
+last bits of the z-score statistics."""
 
 
-def control_moments(crop_paths, controls: str, n_channels: int) -> dict[str, ChannelMoments]:
-    """Pass 1: batch -> ChannelMoments over the pixels of its control crops."""
-    moments: dict[str, ChannelMoments] = {}
-    for path in tqdm(crop_paths, desc="control statistics", unit="well"):
-        obs = read_obs(path)
-        is_control = obs["gene"].astype(str).eq(controls).to_numpy()
-        if not is_control.any():
-            continue
-        batches = obs["batch"].astype(str).to_numpy()
-        for start, block in iter_crop_blocks(path, BLOCK):
-            rows = slice(start, start + len(block))
-            mask, labels = is_control[rows], batches[rows]
-            for batch in np.unique(labels[mask]):
-                moments.setdefault(batch, ChannelMoments(n_channels)).add(block[mask & (labels == batch)])
-    return moments
+def well_cells_path(h5_path: str | os.PathLike, plate, well) -> Path:
+    """The z-scored crops of one well beside ``cells.h5``: ``<dir>/<stem>/<plate>/<well>.h5``
+    (``results/preprocess/cells/{plate}/{well}.h5`` for the workflow's ``cells.h5``)."""
+    h5_path = Path(h5_path)
+    return h5_path.parent / h5_path.stem / str(plate) / f"{well}.h5"
 
 
-def zscore_table(moments: dict[str, ChannelMoments], batches: list[str], channels: list[str]) -> pd.DataFrame:
-    """Long table batch, channel, mean, std, n_control_cells (batches in the given order)."""
-    rows = [{"batch": b, "channel": ch, "mean": moments[b].mean[c], "std": moments[b].std[c],
-             "n_control_cells": moments[b].n_crops}
-            for b in batches for c, ch in enumerate(channels)]
-    return pd.DataFrame(rows, columns=["batch", "channel", "mean", "std", "n_control_cells"])
+# ---- step 1: per well ----
 
 
-def merge_cells(crop_paths, cells_path, h5_path, zscore_path, summary_path, controls: str,
-                batch_key: str, channels: list[str], seed: int, crop_size: int) -> None:
-    """Write ``cells.h5`` (layout: ``opsembed.io.h5.write_cells_h5``), ``zscore.tsv`` and ``summary.tsv``.
+def well_moments(crop_path: str | os.PathLike, controls: str) -> dict[str, np.ndarray]:
+    """The control moments of one well's crop file, per block of ``BLOCK`` rows and batch.
 
-    Checks that the well files together account for every cell of ``cells_path`` (kept or
-    dropped) and hold each kept cell once. ``obs`` is the wells' obs in ``crop_paths`` order
-    plus ``gene_id`` (index into the sorted ``genes`` attr). Raises InputError when a batch
-    has no control crop left (e.g. all dropped at tile edges) or a control channel is constant.
+    Returns arrays: ``batch`` (k,) str, ``n_crops`` (k,), ``n_pixels`` (k,) int64,
+    ``mean`` and ``m2`` (k, C) float64: one entry per (block, batch with control crops in
+    that block), blocks in row order, batches sorted within a block; ``batches``: sorted
+    batches of the well's kept cells; ``genes``: its sorted genes; and the summary fields
+    (``SUMMARY_COLUMNS``, ``crop_size``, ``channels``) from the file's attributes.
+    Only the control crops are read.
     """
-    crop_paths = list(map(str, crop_paths))
-    summary, obs = _collect(crop_paths, cells_path, crop_size, channels)
-    batches = sorted(obs["batch"].astype(str).unique())
-    moments = control_moments(crop_paths, controls, len(channels))
+    attrs = read_attrs(crop_path)
+    out = {k: np.asarray(attrs.get(k, 0)) for k in SUMMARY_COLUMNS}  # n_dropped_blank: 0 in older files
+    out.update(crop_size=np.asarray(int(attrs["crop_size"])), channels=np.asarray(list(attrs["channels"]), str))
+    n_channels = len(attrs["channels"])
+    rows = {"batch": [], "n_crops": [], "n_pixels": [], "mean": [], "m2": []}
+    obs = read_obs(crop_path) if int(attrs["n_kept"]) > 0 else pd.DataFrame(columns=["gene", "batch"])
+    is_control = obs["gene"].astype(str).eq(controls).to_numpy()
+    batches = obs["batch"].astype(str).to_numpy()
+    if is_control.any():
+        import h5py
+
+        with h5py.File(crop_path, "r") as f:
+            dset = f["images"]
+            for start in range(0, len(obs), BLOCK):
+                mask = is_control[start:start + BLOCK]
+                if not mask.any():
+                    continue
+                picked = np.flatnonzero(mask)
+                block = dset[start + picked[0]:start + picked[-1] + 1].astype(np.float32)[picked - picked[0]]
+                labels = batches[start:start + BLOCK][mask]
+                for batch in np.unique(labels):
+                    n, n_pix, mean, m2 = block_moments(block[labels == batch])
+                    for key, value in zip(rows, (batch, n, n_pix, mean, m2)):
+                        rows[key].append(value)
+    out["batch"] = np.asarray(rows["batch"], dtype=str)
+    out["n_crops"] = np.asarray(rows["n_crops"], dtype=np.int64)
+    out["n_pixels"] = np.asarray(rows["n_pixels"], dtype=np.int64)
+    out["mean"] = np.asarray(rows["mean"], dtype=np.float64).reshape(-1, n_channels)
+    out["m2"] = np.asarray(rows["m2"], dtype=np.float64).reshape(-1, n_channels)
+    out["batches"] = np.asarray(sorted(set(batches)), dtype=str)
+    out["genes"] = np.asarray(sorted(set(obs["gene"].astype(str))), dtype=str)
+    return out
+
+
+def write_well_moments(crop_path, moments_path, controls: str) -> None:
+    """``well_moments`` of ``crop_path`` saved atomically as ``moments_path`` (.npz, no pickles)."""
+    moments = well_moments(crop_path, controls)
+    with atomic_path(moments_path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **moments)
+
+
+def read_well_moments(path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+# ---- step 2: once, over the per-well summaries ----
+
+
+def combine_moments(moment_paths, cells_path, zscore_path, stats_path, summary_path, batch_key: str,
+                    channels: list[str], crop_size: int) -> None:
+    """Replay the wells' control moments (``moment_paths`` in well order) per batch and write
+    ``zscore.tsv`` (batch, channel, mean, std, n_control_cells), ``stats_path`` (.npz:
+    ``batches`` sorted, ``channels``, ``mean`` and ``std`` (n_batches, C) float64) and
+    ``summary.tsv`` (``SUMMARY_COLUMNS``, one row per well).
+
+    Checks that the wells together account for every cell of ``cells_path`` (per plate and
+    well counts). Raises InputError when no cell was kept, when a batch has no control crop
+    left (e.g. all dropped at tile edges) or when a control channel is constant.
+    """
+    wells = [read_well_moments(p) for p in tqdm(list(map(str, moment_paths)), desc="wells", unit="well")]
+    for path, m in zip(moment_paths, wells):
+        if int(m["crop_size"]) != int(crop_size) or list(m["channels"]) != list(channels):
+            raise ValueError(f"{path}: crop_size {int(m['crop_size'])} / channels {list(m['channels'])} "
+                             f"differ from {crop_size} / {channels}; rerun crop_well.")
+    summary = pd.DataFrame([{k: (str(m[k]) if k in ("plate", "well") else int(m[k])) for k in SUMMARY_COLUMNS}
+                            for m in wells], columns=SUMMARY_COLUMNS)
+    _check_summary(summary, cells_path, len(wells))
+    batches = sorted(set().union(*[set(m["batches"].tolist()) for m in wells]))
+    moments: dict[str, ChannelMoments] = {}
+    for m in wells:
+        for b, n, n_pix, mean, m2 in zip(m["batch"], m["n_crops"], m["n_pixels"], m["mean"], m["m2"]):
+            moments.setdefault(str(b), ChannelMoments(len(channels))).merge(int(n), int(n_pix), mean, m2)
     lacking = [b for b in batches if b not in moments]
     if lacking:
         raise InputError(f"batch(es) {lacking} (batch_key {batch_key!r}) have no control crops left "
@@ -78,58 +152,121 @@ def merge_cells(crop_paths, cells_path, h5_path, zscore_path, summary_path, cont
         raise InputError(f"batch {bad['batch']!r}, channel {bad['channel']!r}: control crops are constant "
                          "(sd 0); cannot z-score. Check the tiles and the rescaling percentiles.")
     log.info("z-score statistics:\n%s", table.to_string(index=False))
-    mean = table["mean"].to_numpy().reshape(len(batches), len(channels))
-    std = table["std"].to_numpy().reshape(len(batches), len(channels))
-    genes = sorted(obs["gene"].astype(str).unique())
-    obs["gene_id"] = np.searchsorted(genes, obs["gene"].astype(str).to_numpy()).astype(np.int64)
-    batch_index = np.searchsorted(batches, obs["batch"].astype(str).to_numpy())
-    attrs = {"channels": list(channels), "genes": genes, "controls": controls, "crop_size": int(crop_size),
-             "batch_key": batch_key, "seed": int(seed), "zscore_batches": batches,
-             "zscore_mean": mean, "zscore_std": std}
-    write_cells_h5(h5_path, obs, _zscored_blocks(crop_paths, batch_index, mean, std), attrs)
+    with atomic_path(stats_path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, batches=np.asarray(batches, str), channels=np.asarray(channels, str),
+                     mean=np.stack([moments[b].mean for b in batches]),
+                     std=np.stack([moments[b].std for b in batches]))
     write_table(table, zscore_path)
     write_table(summary, summary_path)
-    log.info("cells.h5: %d cells, %d genes, %d batches", len(obs), len(genes), len(batches))
 
 
-def _collect(crop_paths, cells_path, crop_size: int, channels: list[str]):
-    """Per-well summary and the concatenated obs; checks the files against the cell table."""
-    rows, parts = [], []
-    for path in crop_paths:
-        attrs = read_attrs(path)
-        if int(attrs["crop_size"]) != int(crop_size) or list(attrs["channels"]) != list(channels):
-            raise ValueError(f"{path}: crop_size {attrs['crop_size']} / channels {attrs['channels']} "
-                             f"differ from {crop_size} / {channels}; rerun crop_well.")
-        rows.append({k: attrs.get(k, 0) for k in SUMMARY_COLUMNS})  # n_dropped_blank: 0 in older files
-        if attrs["n_kept"] > 0:
-            parts.append(read_obs(path))
-    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+def zscore_table(moments: dict[str, ChannelMoments], batches: list[str], channels: list[str]) -> pd.DataFrame:
+    """Long table batch, channel, mean, std, n_control_cells (batches in the given order)."""
+    rows = [{"batch": b, "channel": ch, "mean": moments[b].mean[c], "std": moments[b].std[c],
+             "n_control_cells": moments[b].n_crops}
+            for b in batches for c, ch in enumerate(channels)]
+    return pd.DataFrame(rows, columns=["batch", "channel", "mean", "std", "n_control_cells"])
+
+
+def read_zscore_stats(path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(sorted batches, mean, std (n_batches, C) float64) from ``combine_moments``' .npz."""
+    with np.load(path, allow_pickle=False) as data:
+        return data["batches"].tolist(), data["mean"], data["std"]
+
+
+def _check_summary(summary: pd.DataFrame, cells_path, n_files: int) -> None:
     if summary["n_dropped_blank"].sum():
         terminal_warning(f"{int(summary['n_dropped_blank'].sum())} blank crop(s) (constant in every channel, "
                          "e.g. from an all-zero tile) were dropped; the crop_well logs name the tiles "
                          "(summary.tsv: n_dropped_blank)", log)
-    if not parts:
+    if not summary["n_kept"].gt(0).any():
         raise InputError(f"{cells_path}: no cell has a whole crop inside its tile; "
                          "use a smaller preprocess.crop.size or preprocess.crop.edge: pad.")
-    obs = pd.concat(parts, ignore_index=True)
-    cells = read_table(cells_path, columns=["plate", "well", "cell_id"]).astype(str)
-    expected = cells.groupby(["plate", "well"]).size()
+    expected = group_counts(cells_path, ["plate", "well"]).set_index(["plate", "well"])["n"]
     got = summary.set_index(["plate", "well"])["n_cells"]
     if not expected.sort_index().equals(got.sort_index().astype(expected.dtype)):
-        raise ValueError(f"the {len(crop_paths)} crop files do not cover the wells of {cells_path} "
+        raise ValueError(f"the {n_files} well files do not cover the wells of {cells_path} "
                          f"({len(expected)} wells, {int(expected.sum())} cells); rerun crop_well.")
-    dup = obs["cell_id"].astype(str).duplicated()
-    if dup.any() or not obs["cell_id"].astype(str).isin(cells["cell_id"]).all():
-        raise ValueError("crop files hold a cell twice or a cell not in the cell table; rerun crop_well.")
-    return summary, obs
 
 
-def _zscored_blocks(crop_paths, batch_index: np.ndarray, mean: np.ndarray, std: np.ndarray) -> Iterator[np.ndarray]:
-    """Pass 2: z-scored float32 blocks of every well file, in obs order."""
-    offset = 0
-    for path in tqdm(crop_paths, desc="z-score and write", unit="well"):
-        n = 0
-        for start, block in iter_crop_blocks(path, BLOCK):
-            yield zscore(block, batch_index[offset + start: offset + start + len(block)], mean, std)
-            n += len(block)
-        offset += n
+# ---- step 3: per well ----
+
+
+def zscore_well(crop_path, stats_path, out_path) -> None:
+    """Z-score one well's crop file with ``stats_path`` into ``out_path``: float16 crops
+    ``(crop - mean[b, c]) / std[b, c]`` (b the crop's ``batch``; computed in float64, cast
+    to float32 then float16), the same obs and the crop file's attributes."""
+    batches, mean, std = read_zscore_stats(stats_path)
+    attrs = read_attrs(crop_path)
+    obs = read_obs(crop_path)
+    labels = obs["batch"].astype(str).to_numpy() if len(obs) else np.zeros(0, str)
+    unknown = sorted(set(labels) - set(batches))
+    if unknown:
+        raise ValueError(f"{crop_path}: batch(es) {unknown} are not in {stats_path}; rerun combine_moments.")
+    batch_index = np.searchsorted(batches, labels)
+
+    def blocks():
+        if len(obs) == 0:  # an empty well still gets its (0, C, S, S) file
+            yield np.zeros((0, len(attrs["channels"]), int(attrs["crop_size"]), int(attrs["crop_size"])))
+        for start, block in iter_crop_blocks(crop_path, BLOCK):
+            yield zscore(block, batch_index[start:start + len(block)], mean, std)
+
+    write_cells_h5(out_path, obs, blocks(), attrs)
+
+
+# ---- step 4: once, no pixels ----
+
+
+def merge_virtual(well_paths, h5_path, stats_path, controls: str, batch_key: str, channels: list[str],
+                  seed: int, crop_size: int) -> None:
+    """Write ``cells.h5`` over the z-scored well files ``well_paths`` (in well order).
+
+    ``obs``: the wells' obs in order plus ``gene_id`` (int64 index into the sorted ``genes``
+    attribute); attributes channels, genes, controls, crop_size, batch_key, seed and the
+    z-score statistics (zscore_batches, zscore_mean, zscore_std (n_batches, C)); ``images``
+    a virtual dataset over the wells' ``images`` (``io.h5.write_virtual_cells_h5``).
+    """
+    well_paths = list(map(str, well_paths))
+    batches, mean, std = read_zscore_stats(stats_path)
+    genes: set[str] = set()
+    for path in well_paths:
+        if int(read_attrs(path)["n_kept"]) > 0:
+            genes.update(read_obs(path)["gene"].astype(str))
+    genes = sorted(genes)
+
+    def obs_parts():
+        for path in well_paths:
+            if int(read_attrs(path)["n_kept"]) == 0:
+                continue
+            obs = read_obs(path)
+            obs["gene_id"] = np.searchsorted(genes, obs["gene"].astype(str).to_numpy()).astype(np.int64)
+            yield path, obs
+
+    attrs = {"channels": list(channels), "genes": genes, "controls": controls, "crop_size": int(crop_size),
+             "batch_key": batch_key, "seed": int(seed), "zscore_batches": batches,
+             "zscore_mean": mean, "zscore_std": std}
+    n = write_virtual_cells_h5(h5_path, obs_parts, attrs)
+    log.info("cells.h5: %d cells, %d genes, %d batches over %d well files (virtual dataset)",
+             n, len(genes), len(batches), len(well_paths))
+
+
+def merge_cells(crop_paths, cells_path, h5_path, zscore_path, summary_path, controls: str,
+                batch_key: str, channels: list[str], seed: int, crop_size: int) -> None:
+    """The four steps in one process: ``cells.h5`` (virtual, over ``well_cells_path`` files
+    beside it), ``zscore.tsv`` (its exact statistics in ``zscore.npz`` beside it) and
+    ``summary.tsv`` from the crop files ``crop_paths`` (in well order)."""
+    crop_paths = list(map(str, crop_paths))
+    h5_path = Path(h5_path)
+    moments, wells = [], []
+    for path in crop_paths:
+        attrs = read_attrs(path)
+        moment_path = h5_path.parent / "moments" / f"{Path(path).stem}-{len(moments)}.npz"
+        write_well_moments(path, moment_path, controls)
+        moments.append(moment_path)
+        wells.append(well_cells_path(h5_path, attrs["plate"], attrs["well"]))
+    stats_path = Path(zscore_path).with_suffix(".npz")
+    combine_moments(moments, cells_path, zscore_path, stats_path, summary_path, batch_key, channels, crop_size)
+    for crop_path, well_path in zip(crop_paths, wells):
+        zscore_well(crop_path, stats_path, well_path)
+    merge_virtual(wells, h5_path, stats_path, controls, batch_key, channels, seed, crop_size)

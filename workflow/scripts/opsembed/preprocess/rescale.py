@@ -16,8 +16,9 @@ from tqdm import tqdm
 
 from ..io.errors import InputError
 from ..io.logs import terminal_warning
-from ..io.tables import read_table, write_table
-from ..io.tiles import read_tile, resolve_tokens, tile_path, warn_constant
+from ..io.atomic import atomic_path
+from ..io.tables import group_counts, read_table, write_table
+from ..io.tiles import read_tile, resolve_tokens, tile_path, tile_shape, warn_constant
 from .flatfield import correct, load_model, sample_paths
 
 log = logging.getLogger(__name__)
@@ -95,29 +96,84 @@ def run_rescale_percentiles(cells_path, flatfield_paths, table_path, qc_path, cf
     ``{channel}`` pattern); sampling is seeded by ``seed``. A tile with a NaN or infinite
     pixel is an InputError naming it; a constant one is a WARNING.
     ``qc_path`` (None to skip) receives histograms with the percentile lines.
+    The workflow runs the same in one job per plate (``plate_sample``, rule
+    sample_percentiles) and a tiny combine (``combine_percentiles``), with equal results.
     """
-    tokens = resolve_tokens(channels, channel_tokens, tiles_pattern)
-    cells = read_table(cells_path, columns=["plate", "well", "tile"])
-    cells = cells.astype(str).drop_duplicates()
+    plates = list(map(str, plates))
+    refs = plate_tile_refs(cells_path, tiles_pattern)
     rng = np.random.default_rng(seed)
+    samples = {plate: _sample(refs[plate], model, rng, cfg, channels, seed, tiles_pattern, channel_tokens, plate)
+               for plate, model in zip(plates, flatfield_paths)}
+    _write_percentiles(samples, table_path, qc_path, cfg, channels)
+
+
+def plate_tile_refs(cells_path, tiles_pattern: str) -> dict[str, list[str]]:
+    """plate -> its tile references (``io.tiles.tile_path``), from the cell table's distinct tiles."""
+    tiles = group_counts(cells_path, ["plate", "well", "tile"]).astype({"plate": str, "well": str, "tile": str})
+    refs: dict[str, list[str]] = {}
+    for plate, well, tile in zip(tiles["plate"], tiles["well"], tiles["tile"]):
+        refs.setdefault(plate, []).append(tile_path(tiles_pattern, plate, well, tile))
+    return refs
+
+
+def plate_sample(cells_path, flatfield_path, plate, plates, cfg: dict, channels: list[str], seed: int,
+                 tiles_pattern: str, channel_tokens: dict | None = None) -> np.ndarray:
+    """The pixel sample (C, n) float32 of one plate, equal to the one ``run_rescale_percentiles``
+    draws for it: the generator seeded by ``seed`` is shared by the plates in ``plates``
+    order, so the draws of the plates before ``plate`` are replayed first (no pixel read:
+    one draw per sampled tile of their, equal, shape)."""
+    plates, plate = list(map(str, plates)), str(plate)
+    refs = plate_tile_refs(cells_path, tiles_pattern)
+    rng = np.random.default_rng(seed)
+    chosen = sample_paths(refs[plate], int(cfg["n_tiles"]), seed)
+    height, width = tile_shape(chosen[0], len(channels), resolve_tokens(channels, channel_tokens, tiles_pattern))[1:]
+    for before in plates[:plates.index(plate)]:
+        for _ in range(min(int(cfg["n_tiles"]), len(set(refs[before])))):
+            if height * width > PIXELS_PER_TILE:  # the draw sample_pixels makes
+                rng.choice(height * width, size=PIXELS_PER_TILE, replace=False)
+    return _sample(refs[plate], flatfield_path, rng, cfg, channels, seed, tiles_pattern, channel_tokens, plate)
+
+
+def run_plate_sample(cells_path, flatfield_path, out_path, plate, plates, cfg: dict, channels: list[str],
+                     seed: int, tiles_pattern: str, channel_tokens: dict | None = None) -> None:
+    """``plate_sample`` written atomically to ``out_path`` (.npz, array ``pixels``)."""
+    pixels = plate_sample(cells_path, flatfield_path, plate, plates, cfg, channels, seed, tiles_pattern,
+                          channel_tokens)
+    with atomic_path(out_path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, pixels=pixels)
+
+
+def combine_percentiles(sample_paths_, plates, table_path, qc_path, cfg: dict, channels: list[str]) -> None:
+    """The percentile table (and QC figure) from the plates' samples (``run_plate_sample``
+    files, in ``plates`` order)."""
     samples = {}
-    for plate, model_path in zip(map(str, plates), flatfield_paths):
-        flatfield, darkfield, _ = load_model(model_path)
-        keys = cells[cells["plate"] == plate]
-        paths = [tile_path(tiles_pattern, plate, w, t) for w, t in zip(keys["well"], keys["tile"])]
-        chosen = sample_paths(paths, int(cfg["n_tiles"]), seed)
-        parts, constant = [], []
-        for path in tqdm(chosen, desc=f"plate {plate}", unit="tile"):
-            raw = read_tile(path, len(channels), tokens)
-            if warn_constant(path, raw, channels):
-                constant.append(path)
-            parts.append(sample_pixels(correct(raw, flatfield, darkfield), rng))
-        if constant:
-            terminal_warning(f"plate {plate}: {len(constant)} of {len(chosen)} tile(s) sampled for the "
-                             f"percentiles have a constant channel: {', '.join(constant[:5])}"
-                             f"{' ...' if len(constant) > 5 else ''}", log)
-        samples[plate] = np.concatenate(parts, axis=1)
-        log.info("plate %s: %d pixels per channel from %d tiles", plate, samples[plate].shape[1], len(chosen))
+    for plate, path in zip(map(str, plates), sample_paths_):
+        with np.load(path, allow_pickle=False) as data:
+            samples[plate] = data["pixels"]
+    _write_percentiles(samples, table_path, qc_path, cfg, channels)
+
+
+def _sample(refs, model_path, rng, cfg, channels, seed, tiles_pattern, channel_tokens, plate) -> np.ndarray:
+    tokens = resolve_tokens(channels, channel_tokens, tiles_pattern)
+    flatfield, darkfield, _ = load_model(model_path)
+    chosen = sample_paths(refs, int(cfg["n_tiles"]), seed)
+    parts, constant = [], []
+    for path in tqdm(chosen, desc=f"plate {plate}", unit="tile"):
+        raw = read_tile(path, len(channels), tokens)
+        if warn_constant(path, raw, channels):
+            constant.append(path)
+        parts.append(sample_pixels(correct(raw, flatfield, darkfield), rng))
+    if constant:
+        terminal_warning(f"plate {plate}: {len(constant)} of {len(chosen)} tile(s) sampled for the "
+                         f"percentiles have a constant channel: {', '.join(constant[:5])}"
+                         f"{' ...' if len(constant) > 5 else ''}", log)
+    sample = np.concatenate(parts, axis=1)
+    log.info("plate %s: %d pixels per channel from %d tiles", plate, sample.shape[1], len(chosen))
+    return sample
+
+
+def _write_percentiles(samples: dict[str, np.ndarray], table_path, qc_path, cfg: dict, channels: list[str]) -> None:
     table = estimate_percentiles(samples, channels, float(cfg["low"]), float(cfg["high"]), cfg["scope"])
     log.info("percentiles (scope %s):\n%s", cfg["scope"], table.to_string(index=False))
     write_table(table, table_path)

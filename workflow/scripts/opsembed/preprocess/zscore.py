@@ -50,21 +50,31 @@ class ChannelMoments:
         """Include every pixel of ``crops`` (n, C, S, S)."""
         if len(crops) == 0:
             return
-        values = np.asarray(crops, dtype=np.float64).transpose(1, 0, 2, 3).reshape(crops.shape[1], -1)
-        n_b = values.shape[1]
-        mean_b = values.mean(axis=1)
-        m2_b = ((values - mean_b[:, None]) ** 2).sum(axis=1)
-        n = self.n_pixels + n_b
+        self.merge(*block_moments(crops))
+
+    def merge(self, n_crops: int, n_pixels: int, mean_b: np.ndarray, m2_b: np.ndarray) -> None:
+        """Include one block given by ``block_moments``: merging the blocks in the order
+        ``add`` would see them gives bit for bit the same statistics (the per-well jobs
+        save their blocks' moments and the combine job replays them, rule combine_moments)."""
+        n = self.n_pixels + n_pixels
         delta = mean_b - self.mean
-        self.mean = self.mean + delta * (n_b / n)
-        self._m2 = self._m2 + m2_b + delta ** 2 * (self.n_pixels * n_b / n)
+        self.mean = self.mean + delta * (n_pixels / n)
+        self._m2 = self._m2 + m2_b + delta ** 2 * (self.n_pixels * n_pixels / n)
         self.n_pixels = n
-        self.n_crops += len(crops)
+        self.n_crops += int(n_crops)
 
     @property
     def std(self) -> np.ndarray:
         """Population standard deviation per channel (ddof 0), float64 (C,)."""
         return np.sqrt(self._m2 / self.n_pixels)
+
+
+def block_moments(crops: np.ndarray) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """(n crops, n pixels per channel, mean (C,), sum of squared deviations (C,)), float64,
+    over every pixel of the non-empty ``crops`` (n, C, S, S)."""
+    values = np.asarray(crops, dtype=np.float64).transpose(1, 0, 2, 3).reshape(crops.shape[1], -1)
+    mean_b = values.mean(axis=1)
+    return len(crops), values.shape[1], mean_b, ((values - mean_b[:, None]) ** 2).sum(axis=1)
 
 
 def zscore(crops: np.ndarray, batch_index: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:

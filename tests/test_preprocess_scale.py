@@ -1,0 +1,159 @@
+"""Issue 15: preprocessing without a whole-screen job.
+
+The per-well control moments replayed by one combine step, the per-well z-scoring and the
+virtual cells.h5 give exactly (bit for bit) the crops and obs of the former single-pass
+merge; the per-plate percentile samples equal the one-job ones; the parse-time listing
+groups before building Python objects; a failed per-well job leaves the other wells valid.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from opsembed.io.h5 import (iter_crop_blocks, missing_sources, read_attrs, read_crops, read_obs,
+                            write_cells_h5)
+from opsembed.io.tables import group_counts, read_table_where, write_table
+from opsembed.preprocess.merge import BLOCK, merge_cells, well_cells_path
+from opsembed.preprocess.zscore import ChannelMoments, zscore
+from opsembed.train.data import read_resized
+
+CHANNELS = ["DNA", "actin"]
+S = 4
+
+
+def _old_merge(crop_paths, h5_path, controls="nontargeting"):
+    """The single-pass merge that issue 15 replaced: moments over every well's 128-row blocks
+    in well order, then every crop z-scored into one file (the reference layout)."""
+    obs = pd.concat([read_obs(p) for p in crop_paths if read_attrs(p)["n_kept"] > 0], ignore_index=True)
+    batches = sorted(obs["batch"].astype(str).unique())
+    moments = {}
+    for path in crop_paths:
+        if read_attrs(path)["n_kept"] == 0:
+            continue
+        o = read_obs(path)
+        ctl, lab = o["gene"].eq(controls).to_numpy(), o["batch"].astype(str).to_numpy()
+        for start, block in iter_crop_blocks(path, BLOCK):
+            m, lb = ctl[start:start + len(block)], lab[start:start + len(block)]
+            for b in np.unique(lb[m]):
+                moments.setdefault(b, ChannelMoments(len(CHANNELS))).add(block[m & (lb == b)])
+    mean = np.stack([moments[b].mean for b in batches])
+    std = np.stack([moments[b].std for b in batches])
+    genes = sorted(obs["gene"].astype(str).unique())
+    obs["gene_id"] = np.searchsorted(genes, obs["gene"].astype(str).to_numpy()).astype(np.int64)
+    index = np.searchsorted(batches, obs["batch"].astype(str).to_numpy())
+
+    def blocks():
+        offset = 0
+        for path in crop_paths:
+            for start, block in iter_crop_blocks(path, BLOCK):
+                yield zscore(block, index[offset + start: offset + start + len(block)], mean, std)
+            offset += read_attrs(path)["n_kept"]
+
+    write_cells_h5(h5_path, obs, blocks(), {"genes": genes})
+    return mean, std
+
+
+@pytest.fixture
+def screen(tmp_path):
+    """Four well crop files (one empty), 300 cells in a well so that blocks of 128 rows
+    split it, two batches, and values far from 0 so that the order of float sums matters."""
+    rng = np.random.default_rng(5)
+    spec = [("B1", "A01", 300), ("B1", "A02", 7), ("B2", "A01", 140), ("B2", "A02", 0)]
+    paths, rows = [], []
+    for plate, well, n in spec:
+        genes = rng.choice(["nontargeting", "G1", "G2", "G3"], size=n)
+        obs = pd.DataFrame({"plate": plate, "well": well, "tile": "t", "y": 10.0, "x": 20.0, "gene": genes,
+                            "sgRNA": np.char.add(genes.astype(str), "_1"),
+                            "cell_id": [f"{plate}{well}-{k}" for k in range(n)], "batch": plate,
+                            "area": rng.uniform(0, 9, n)})
+        crops = rng.uniform(0.3, 0.9, (n, 2, S, S)).astype(np.float32)
+        path = tmp_path / "crops" / plate / f"{well}.h5"
+        dropped = obs.iloc[:0] if n else pd.DataFrame({"plate": [plate], "well": [well], "tile": ["t"],
+                                                       "y": [0.0], "x": [0.0], "gene": ["G1"], "sgRNA": ["G1_1"],
+                                                       "cell_id": [f"{plate}{well}-edge"], "batch": [plate],
+                                                       "area": [1.0]})
+        write_cells_h5(path, obs, [crops], {"plate": plate, "well": well, "n_cells": n + len(dropped),
+                                            "n_kept": n, "n_dropped_edge": len(dropped), "n_dropped_blank": 0, "n_padded": 0,
+                                            "crop_size": S, "edge": "drop", "channels": CHANNELS})
+        paths.append(path)
+        rows += [obs, dropped]
+    write_table(pd.concat(rows, ignore_index=True), tmp_path / "cells.parquet")
+    return tmp_path, paths
+
+
+def test_virtual_cells_h5_equals_the_single_file_layout(screen):
+    root, paths = screen
+    mean, std = _old_merge(paths, root / "old.h5")
+    merge_cells(paths, root / "cells.parquet", root / "cells.h5", root / "zscore.tsv", root / "summary.tsv",
+                "nontargeting", "plate", CHANNELS, 0, S)
+    new, old = root / "cells.h5", root / "old.h5"
+    with h5py.File(new) as f:
+        assert f["images"].is_virtual and f["images"].shape == (447, 2, S, S)
+        assert sorted({s.file_name for s in f["images"].virtual_sources()}) == [
+            "cells/B1/A01.h5", "cells/B1/A02.h5", "cells/B2/A01.h5"]  # relative; the empty well has none
+    np.testing.assert_array_equal(read_crops(new), read_crops(old))  # bit for bit
+    pd.testing.assert_frame_equal(pd.read_hdf(new, "obs"), pd.read_hdf(old, "obs"))
+    attrs = read_attrs(new)
+    np.testing.assert_array_equal(attrs["zscore_mean"], mean)
+    assert attrs["genes"] == read_attrs(old)["genes"] == ["G1", "G2", "G3", "nontargeting"]
+    # crop by crop through read_direct (training's streaming reader), in a scrambled order
+    rows = np.array([446, 0, 300, 128, 127, 306, 307])
+    np.testing.assert_array_equal(read_crops(new, rows), read_crops(old, rows))
+    np.testing.assert_array_equal(read_resized(str(new), rows, S).numpy(), read_resized(str(old), rows, S).numpy())
+    # the results folder moves as a whole: the sources are found beside the file
+    os.rename(root, root.with_name(root.name + "-moved"))
+    moved = root.with_name(root.name + "-moved")
+    np.testing.assert_array_equal(read_crops(moved / "cells.h5", rows), read_crops(moved / "old.h5", rows))
+    assert missing_sources(moved / "cells.h5") == []
+    os.remove(moved / "cells" / "B1" / "A02.h5")
+    assert missing_sources(moved / "cells.h5") == ["cells/B1/A02.h5"]
+    assert np.isnan(read_crops(moved / "cells.h5", [300])).all()  # a lost source reads as NaN, not as data
+
+
+def test_group_counts_lists_distinct_rows_in_file_order(tmp_path):
+    df = pd.DataFrame({"plate": ["P2", "P1", "P2", "P1", "P3"], "well": ["01", "01", "01", "02", "01"],
+                       "y": [1.0, 2.0, 3.0, 4.0, 5.0]})
+    for name in ("t.csv", "t.parquet"):
+        write_table(df, tmp_path / name)
+        out = group_counts(tmp_path / name, ["plate", "well"])
+        assert out.values.tolist() == [["P2", "01", 2, 0], ["P1", "01", 1, 1], ["P1", "02", 1, 3],
+                                       ["P3", "01", 1, 4]], name
+        where = read_table_where(tmp_path / name, ["well", "y"], "plate", "P1")
+        assert where.index.tolist() == [1, 3] and where["y"].tolist() == [2.0, 4.0], name
+
+
+def test_plate_samples_equal_the_one_job_samples(tmp_path):
+    """sample_percentiles per plate replays the generator of the plates before it: the
+    combined table equals run_rescale_percentiles' (tiles larger than PIXELS_PER_TILE)."""
+    import tifffile
+
+    from opsembed.preprocess.flatfield import save_model
+    from opsembed.preprocess.rescale import combine_percentiles, run_plate_sample, run_rescale_percentiles
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for p, n_tiles in (("P1", 3), ("P2", 2), ("P3", 3)):
+        for t in range(n_tiles):
+            path = tmp_path / "tiles" / p / "A01" / f"{t}.tif"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tifffile.imwrite(path, rng.integers(0, 4000, (2, 300, 300), dtype=np.uint16))
+            rows.append((p, "A01", str(t), 5.0, 5.0, "G1"))
+        save_model(tmp_path / f"{p}.npz", np.ones((2, 300, 300), np.float32), np.zeros((2, 300, 300), np.float32),
+                   CHANNELS, [])
+    write_table(pd.DataFrame(rows, columns=["plate", "well", "tile", "y", "x", "gene"]), tmp_path / "cells.parquet")
+    cfg = {"n_tiles": 2, "low": 0.1, "high": 99.9, "scope": "plate"}
+    pattern = str(tmp_path / "tiles/{plate}/{well}/{tile}.tif")
+    plates = ["P1", "P2", "P3"]
+    run_rescale_percentiles(tmp_path / "cells.parquet", [tmp_path / f"{p}.npz" for p in plates], tmp_path / "one.tsv",
+                            None, cfg, CHANNELS, plates, 7, pattern, {})
+    for p in plates:
+        run_plate_sample(tmp_path / "cells.parquet", tmp_path / f"{p}.npz", tmp_path / f"s_{p}.npz", p, plates, cfg,
+                         CHANNELS, 7, pattern, {})
+    combine_percentiles([tmp_path / f"s_{p}.npz" for p in plates], plates, tmp_path / "split.tsv", None, cfg, CHANNELS)
+    assert (tmp_path / "one.tsv").read_text() == (tmp_path / "split.tsv").read_text()
