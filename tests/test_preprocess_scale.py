@@ -157,3 +157,104 @@ def test_plate_samples_equal_the_one_job_samples(tmp_path):
                          CHANNELS, 7, pattern, {})
     combine_percentiles([tmp_path / f"s_{p}.npz" for p in plates], plates, tmp_path / "split.tsv", None, cfg, CHANNELS)
     assert (tmp_path / "one.tsv").read_text() == (tmp_path / "split.tsv").read_text()
+
+
+# ---- a crash in one per-well job (Snakemake end to end) ----
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _tiny_screen(root):
+    """2 plates x 2 wells x 2 tiles of (2, 32, 32) uint16; a control and 4 genes per tile."""
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for plate in ("P1", "P2"):
+        for well in ("01", "02"):
+            for tile in ("0", "1"):
+                path = root / "tiles" / plate / well / f"{tile}.tif"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tifffile.imwrite(path, rng.integers(100, 1000, (2, 32, 32), dtype=np.uint16))
+                for k, gene in enumerate(("nontargeting", "G1", "G2", "G3", "G4")):
+                    rows.append((plate, well, tile, 6.0 + 5 * k, 16.0, gene, f"{plate}{well}{tile}{k}"))
+    pd.DataFrame(rows, columns=["plate", "well", "tile", "y", "x", "gene", "cell_id"]).to_csv(
+        root / "cells.csv", index=False)
+    (root / "complexes.tsv").write_text("C1\tG1 G2\nC2\tG3 G4\n")
+    config = {"input": {"tiles": str(root / "tiles/{plate}/{well}/{tile}.tif"), "cells": str(root / "cells.csv"),
+                        "ground_truth": str(root / "complexes.tsv")},
+              "channels": CHANNELS, "evaluation": {"ground_truth": {"min_genes": 2}},
+              "preprocess": {"crop": {"size": 8}, "flatfield": {"n_tiles": 2}, "rescale": {"n_tiles": 2}}}
+    import yaml
+
+    (root / "screen.yaml").write_text(yaml.safe_dump(config))
+
+
+def _run(root, *args):
+    """Snakemake on the tiny screen: (return code, the set of (rule, plate/well) jobs it ran)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO / "workflow" / "scripts"))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", *args, "--cores", "1", "--keep-going",
+                           "--directory", str(root), "--snakefile", str(REPO / "Snakefile"), "--configfile",
+                           str(REPO / "config" / "config.yaml"), str(root / "screen.yaml")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    jobs, rule = set(), None
+    for line in proc.stderr.splitlines():
+        line = line.strip()
+        if line.startswith(("rule ", "localrule ")) and line.endswith(":"):
+            rule = line.split()[1].rstrip(":")
+            jobs.add((rule, None))
+        elif line.startswith("wildcards:") and rule:
+            w = dict(kv.split("=") for kv in line[len("wildcards:"):].replace(" ", "").split(","))
+            jobs.discard((rule, None))
+            jobs.add((rule, "/".join(w[k] for k in ("plate", "well") if k in w)))
+    return proc.returncode, jobs, proc.stderr
+
+
+def _spoil(path):
+    """Overwrite ``path`` with bytes no reader accepts, keeping its mtime (Snakemake sees no
+    change); returns a function that puts the original back, mtime included."""
+    original, stat = path.read_bytes(), path.stat()
+    path.write_bytes(b"not a tile nor an HDF5 file" * 100)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    def restore():
+        path.write_bytes(original)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    return restore
+
+
+@pytest.mark.integration
+def test_a_failed_well_job_leaves_the_other_wells_and_only_it_reruns(tmp_path):
+    root = tmp_path
+    _tiny_screen(root)
+    pre = root / "results" / "preprocess"
+    rc, _, err = _run(root, "results/preprocess/percentiles.tsv")
+    assert rc == 0, err[-3000:]
+    # crop stage: a tile of P1/02 unreadable when crop_well reads it
+    restore = _spoil(root / "tiles" / "P1" / "02" / "1.tif")
+    rc, jobs, err = _run(root, "results/preprocess/cells.h5")
+    assert rc != 0 and "Error in rule crop_well" in err
+    assert {w for r, w in jobs if r == "crop_well"} == {"P1/01", "P1/02", "P2/01", "P2/02"}
+    assert not (pre / "moments/P1/02.npz").exists() and not (pre / "crops/P1/02.h5").exists()
+    for well in ("P1/01", "P2/01", "P2/02"):  # the others: complete and readable
+        assert read_attrs(pre / f"crops/{well}.h5")["n_kept"] == 10
+        assert np.load(pre / f"moments/{well}.npz")["n_crops"].sum() == 2
+    restore()
+    rc, jobs, err = _run(root, "results/preprocess/zscore.npz")
+    assert rc == 0, err[-3000:]
+    assert {w for r, w in jobs if r == "crop_well"} == {"P1/02"}  # only the failed well is redone
+    # z-score stage: P2/01's crop file unreadable when zscore_well reads it
+    restore = _spoil(pre / "crops" / "P2" / "01.h5")
+    rc, jobs, err = _run(root, "results/preprocess/cells.h5")
+    assert rc != 0 and "Error in rule zscore_well" in err
+    assert not (pre / "cells/P2/01.h5").exists() and not (pre / "cells.h5").exists()
+    assert not list((pre / "cells" / "P2").glob(".01.tmp-*"))  # no partial file left
+    for well in ("P1/01", "P1/02", "P2/02"):
+        assert np.isfinite(read_crops(pre / f"cells/{well}.h5")).all()
+    restore()
+    rc, jobs, err = _run(root, "results/preprocess/cells.h5")
+    assert rc == 0, err[-3000:]
+    assert {(r, w) for r, w in jobs if r not in ("all",)} == {("zscore_well", "P2/01"), ("merge_cells", None)}
+    images = read_crops(pre / "cells.h5")
+    assert images.shape == (40, 2, 8, 8) and np.isfinite(images).all()
+    assert read_obs(pre / "cells.h5")["plate"].tolist() == ["P1"] * 20 + ["P2"] * 20
