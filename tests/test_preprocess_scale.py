@@ -258,3 +258,19 @@ def test_a_failed_well_job_leaves_the_other_wells_and_only_it_reruns(tmp_path):
     images = read_crops(pre / "cells.h5")
     assert images.shape == (40, 2, 8, 8) and np.isfinite(images).all()
     assert read_obs(pre / "cells.h5")["plate"].tolist() == ["P1"] * 20 + ["P2"] * 20
+
+
+def test_training_refuses_a_cells_h5_whose_well_file_is_gone(screen):
+    import torch
+
+    from opsembed.io.errors import InputError
+    from opsembed.train.data import CellImages
+
+    root, paths = screen
+    merge_cells(paths, root / "cells.parquet", root / "cells.h5", root / "zscore.tsv", root / "summary.tsv",
+                "nontargeting", "plate", CHANNELS, 0, S)
+    assert CellImages(root / "cells.h5", S, torch.device("cpu"), False, 0.5).n == 447
+    os.remove(well_cells_path(root / "cells.h5", "B2", "A01"))
+    with pytest.raises(InputError, match=r"cells.h5: its images read from 1 well file\(s\) that are missing "
+                                         r"\(cells/B2/A01.h5"):
+        CellImages(root / "cells.h5", S, torch.device("cpu"), False, 0.5)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..io.errors import InputError
-from ..io.h5 import iter_crop_blocks, read_attrs, read_crops, read_obs
+from ..io.h5 import iter_crop_blocks, missing_sources, read_attrs, read_crops, read_obs
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,11 @@ class CellImages:
         self.image_size = int(image_size)
         self.device = device
         attrs = read_attrs(path)
+        lost = missing_sources(path)
+        if lost:  # a virtual cells.h5 reads a lost well file as NaN: refuse instead
+            raise InputError(f"{path}: its images read from {len(lost)} well file(s) that are missing "
+                             f"({', '.join(lost[:3])}{' ...' if len(lost) > 3 else ''}, beside it); "
+                             "rerun the preprocessing (rule zscore_well) to restore them.")
         obs = read_obs(path)
         self.n = len(obs)
         self.channels = list(attrs["channels"])
