@@ -187,7 +187,8 @@ def test_combine_ood_averages_folds_per_level(tmp_path):
         write_table(df, paths[-1])
     table = combine_ood(paths, tmp_path / "ood.tsv", tmp_path / "folds.tsv")
     assert list(table.columns) == ["method", "macro_f1_iid", "macro_f1_plate", "clisi", "blisi", "knn_batchcv",
-                                   "n_folds_iid", "n_folds_plate"]
+                                   "n_folds_iid", "n_folds_plate", "n_seeds", "sd_macro_f1_iid",
+                                   "sd_macro_f1_plate"]
     naive = table.set_index("method").loc["naive"]
     assert naive["macro_f1_plate"] == pytest.approx(0.3) and naive["macro_f1_iid"] == pytest.approx(0.8)
     assert naive["n_folds_plate"] == 2 and naive["clisi"] == pytest.approx(0.5)
@@ -195,3 +196,46 @@ def test_combine_ood_averages_folds_per_level(tmp_path):
     assert np.isnan(ist["macro_f1_iid"]) and ist["n_folds_iid"] == 0
     assert len(read_table(tmp_path / "folds.tsv")) == 4
     assert read_table(tmp_path / "ood.tsv").shape == table.shape
+    assert table["n_seeds"].tolist() == [1, 1] and table["sd_macro_f1_plate"].isna().all()
+
+
+def test_combine_ood_gives_the_mean_and_sd_over_seeds(tmp_path):
+    # per seed the mean over the plate folds: seed 0 (0.2 + 0.4) / 2 = 0.3, seed 1 (0.5 + 0.7) / 2 = 0.6
+    rows = [("plate-P1", 0, 0.2), ("plate-P2", 0, 0.4), ("plate-P1", 1, 0.5), ("plate-P2", 1, 0.7),
+            ("iid", 0, 0.8), ("iid", 1, 0.9)]
+    paths = []
+    for i, (fold, seed, f1) in enumerate(rows):
+        level = "iid" if fold == "iid" else "plate"
+        df = pd.DataFrame([{"fold": fold, "level": level, "held_out": fold[-2:], "method": "naive", "seed": seed,
+                            "macro_f1": f1, "clisi": 0.1 * (seed + 1) if level == "iid" else np.nan,
+                            "blisi": np.nan, "knn_batchcv": np.nan}])
+        paths.append(tmp_path / f"m{i}.tsv")
+        write_table(df, paths[-1])
+    row = combine_ood(paths, tmp_path / "ood.tsv").iloc[0]
+    assert row["macro_f1_plate"] == pytest.approx(0.45) and row["sd_macro_f1_plate"] == pytest.approx(0.3 / 2 ** 0.5)
+    assert row["macro_f1_iid"] == pytest.approx(0.85) and row["sd_macro_f1_iid"] == pytest.approx(0.1 / 2 ** 0.5)
+    assert row["n_seeds"] == 2 and row["n_folds_plate"] == 2 and row["clisi"] == pytest.approx(0.15)
+
+
+def test_phenotype_kept_is_the_ratio_of_gene_head_accuracies():
+    from opsembed.evaluate.ood import phenotype_kept
+
+    labels = np.array([0, 1, 2, 0])
+    original = np.eye(4)[[0, 1, 2, 0]]                      # all 4 right
+    restyled = np.eye(4)[[0, 1, 0, 3]]                      # 2 right; class 3 is not allowed -> next best
+    restyled[3, 0] = 0.5                                    # the head's best allowed answer is then 0: right
+    out = phenotype_kept(restyled, original, labels, allowed=[0, 1, 2])
+    assert out == {"accuracy_restyled": 0.75, "accuracy_original": 1.0, "phenotype_kept": 0.75}
+    half = phenotype_kept(restyled, np.eye(4)[[0, 1, 1, 1]], labels, allowed=[0, 1, 2])
+    assert half["accuracy_original"] == 0.5 and half["phenotype_kept"] == pytest.approx(1.5)
+    assert np.isnan(phenotype_kept(restyled, np.eye(4)[[1, 0, 0, 1]], labels, [0, 1, 2])["phenotype_kept"])
+
+
+def test_style_taken_counts_cells_assigned_to_their_style_oe():
+    from opsembed.evaluate.ood import style_taken
+
+    logits = np.eye(5)[[1, 2, 2, 4]]
+    out = style_taken(logits, style_oes=[1, 2, 3, 4], allowed=[1, 2, 3, 4])
+    assert out == {"style_taken": 0.75, "chance": 0.25, "style_taken_over_chance": 3.0}
+    # an OE outside ``allowed`` (e.g. the held-out plate's) is never the answer
+    assert style_taken(np.eye(5)[[0, 0]] + 0.1 * np.eye(5)[[1, 2]], [1, 2], [1, 2])["style_taken"] == 1.0

@@ -239,3 +239,37 @@ def test_embedding_is_the_mean_feature_per_gene_without_controls(toy, tmp_path):
     np.testing.assert_allclose(emb.loc["G2"].to_numpy(), feats[genes == "G2"].mean(0), rtol=1e-5, atol=1e-6)
     names, values = gene_means(np.array([[1.0], [3.0], [5.0]]), np.array(["a", "a", CONTROLS]), CONTROLS)
     assert names == ["a"] and values.tolist() == [[2.0]]
+
+
+def test_a_checkpoint_of_other_classes_does_not_resume(toy, tmp_path):
+    """Before: the OOD classes changed, Snakemake reran the job, and the trainer silently
+    resumed the old classes' finished checkpoint."""
+    root, gens = toy
+    train_predictor("naive", root / "cells.h5", OOD, PRED, FOLD, 0, tmp_path / "m.pt", tmp_path / "l.tsv",
+                    tmp_path / "s.png", tmp_path / "ckpt", None, {"G0": "G0", "G1": "G1"})
+    with pytest.raises(InputError, match="other settings"):
+        train_predictor("naive", root / "cells.h5", OOD, PRED, FOLD, 0, tmp_path / "m.pt", tmp_path / "l.tsv",
+                        tmp_path / "s.png", tmp_path / "ckpt", None, {"G0": "G0", "G2": "G2"})
+
+
+def test_restyle_metrics_of_an_identity_restyler_keep_everything_and_take_no_style(toy, tmp_path, monkeypatch):
+    from opsembed.evaluate.ood_eval import RESTYLE_COLUMNS, restyle_metrics
+    from opsembed.models.restyler import Restyler
+    from opsembed.train.ist_trainer import ist_config
+
+    root, gens = toy
+    cfg = dict(COMMON, n_restyle_cells=8)
+    out = restyle_metrics(root / "cells.h5", OOD, cfg, FOLD, gens["ist"], tmp_path / "r.tsv")
+    assert list(out.columns) == RESTYLE_COLUMNS and set(out["fold"]) == {FOLD}
+    v = dict(zip(out["metric"], out["value"]))
+    assert v["n_cells"] == 8 and v["style_chance"] == 0.5       # plate-P1 held out: 2 training OEs (P2's wells)
+    assert 0 <= v["style_taken"] <= 1 and 0 <= v["accuracy_restyled"] <= 1
+    monkeypatch.setattr(Restyler, "__call__", lambda self, x, style, oe: x)     # restyling that changes nothing
+    same = dict(zip(*restyle_metrics(root / "cells.h5", OOD, cfg, FOLD, gens["ist"], tmp_path / "s.tsv")[
+        ["metric", "value"]].T.to_numpy()))
+    assert same["accuracy_restyled"] == same["accuracy_original"]
+    assert same["style_taken"] == same["style_taken_original"]
+    assert same["phenotype_kept"] == 1.0 or np.isnan(same["phenotype_kept"])
+    with pytest.raises(InputError, match="IST"):
+        restyle_metrics(root / "cells.h5", OOD, cfg, FOLD, gens["stargan"], tmp_path / "x.tsv")
+    assert ist_config(cfg)["n_restyle_cells"] == 8

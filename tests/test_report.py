@@ -207,6 +207,26 @@ def test_ood_section_lists_the_chosen_classes_and_the_hit_list(tmp_path, inputs)
     assert "2 of 3 genes significant" in text and "GENEC" in text
 
 
+def test_ood_section_states_whether_ist_beats_naive_with_the_sd_over_seeds(tmp_path, inputs):
+    table = pd.DataFrame({"method": ["naive", "ist"], "macro_f1_iid": [0.7, 0.6], "macro_f1_plate": [0.3, 0.45],
+                          "clisi": [0.9, 0.9], "blisi": [0.5, 0.5], "knn_batchcv": [0.8, 0.8],
+                          "n_folds_iid": [1, 1], "n_folds_plate": [1, 1], "n_seeds": [2, 2],
+                          "sd_macro_f1_iid": [0.01, 0.02], "sd_macro_f1_plate": [0.05, 0.04]})
+    # per seed: ist - naive = 0.2 and 0.1 -> +0.150 +- 0.071, ahead in both
+    folds = pd.DataFrame({"fold": ["plate-P1"] * 4, "level": ["plate"] * 4, "held_out": ["P1"] * 4,
+                          "method": ["naive", "ist", "naive", "ist"], "seed": [0, 0, 1, 1],
+                          "macro_f1": [0.3, 0.5, 0.3, 0.4]})
+    restyle = pd.DataFrame({"fold": ["iid", "iid"], "metric": ["phenotype_kept", "style_taken"],
+                            "value": [0.876, 0.543], "meaning": ["", ""]})
+    files = {"table": write_tsv(table, tmp_path / "ood.tsv"), "folds": write_tsv(folds, tmp_path / "f.tsv"),
+             "restyle": write_tsv(restyle, tmp_path / "r.tsv")}
+    text = build(tmp_path, inputs, benchmarks={"ood": files})
+    assert "IST restyles" in text and "0.876" in text and "0.543" in text
+    assert "IST beats naive on held-out plates" in text and "+0.150" in text and "± 0.071" in text
+    assert "ahead in 2 of them" in text
+    assert "<b>0.450</b> ± 0.040" in text and "0.600 ± 0.020" in text     # mean ± SD over seeds
+
+
 def vae_files(tmp_path, features=True, screen=True):
     """Hand-made evaluate_vae / vae_traversals outputs: pixel (and deep-feature) rows."""
     variants = ["vae", "vae_features"] if features else ["vae"]

@@ -21,7 +21,7 @@ with SnakemakeApi(OutputSettings()) as api:
                       resource_settings=ResourceSettings(cores=1))
     w = wf._workflow
     rules = ["train_grape", "extract_grape", "train_impa", "extract_impa", "train_ist", "train_stargan_oe",
-             "train_predictor", "ood_fold_eval", "embed_predictor", "phenotypic_activity"]
+             "train_predictor", "ood_fold_eval", "embed_predictor", "phenotypic_activity", "ist_restyle"]
     params = {r: {k: v for k, v in w.get_rule(r).params.items() if isinstance(v, (dict, int, str))} for r in rules}
     Path(out).write_text(json.dumps({"params": params, "config": w.config}))
 """
@@ -57,7 +57,9 @@ def test_fold_jobs_get_the_fold_keys_and_their_own_block_only(parsed):
     for rule in ("train_ist", "train_stargan_oe", "train_predictor"):
         assert set(p[rule]["ood"]) == set(FOLD_KEYS), rule          # no metric key, no other block
     assert set(p["ood_fold_eval"]["ood"]) == set(FOLD_KEYS + METRIC_KEYS)
-    assert p["train_ist"]["cfg"] == ood["ist"]
+    assert p["train_ist"]["cfg"] == {k: v for k, v in ood["ist"].items() if k != "n_restyle_cells"}
+    assert set(p["ist_restyle"]["cfg"]) == {"device", "data_in_memory", "memory_fraction", "batch_size",
+                                            "n_restyle_cells"}
     assert "n_cells_p3" not in p["train_stargan_oe"]["cfg"]
     assert set(p["train_predictor"]["cfg"]) == set(ood["predictor"]) - {"eval_batch_size", "test_time_styles"}
     assert set(p["ood_fold_eval"]["cfg"]) == {"device", "data_in_memory", "memory_fraction", "eval_batch_size",

@@ -11,6 +11,11 @@ OOD = config["ood"]
 OOD_FOLDS_CFG = config_keys(OOD, FOLD_KEYS)
 OOD_EVAL_CFG = config_keys(OOD, FOLD_KEYS + METRIC_KEYS)
 OOD_CLASSES = "results/ood/classes.tsv"
+IST_RESTYLE_ONLY = ["n_restyle_cells"]  # read by the restyle metrics, not by training
+IST_RESTYLE = ["device", "data_in_memory", "memory_fraction", "batch_size"] + IST_RESTYLE_ONLY
+# ood.seeds: training seed ood.seed + r of a predictor lives in {predictor}_seed{r} (r >= 1), r = 0 in {predictor}
+OOD_REPS = [""] + [f"_seed{r}" for r in range(1, OOD["seeds"])]
+
 PREDICTOR_EVAL_ONLY = ["eval_batch_size", "test_time_styles"]  # read by scoring, not training
 PREDICTOR_EVAL = ["device", "data_in_memory", "memory_fraction"] + PREDICTOR_EVAL_ONLY
 PREDICTOR_EMBED = ["device", "data_in_memory", "memory_fraction", "eval_batch_size"]
@@ -48,6 +53,7 @@ if OOD["enabled"]:
             "folds": "results/evaluation/ood_folds.tsv",
             "umap": "results/evaluation/ood_umap.png",
             "classes": OOD_CLASSES,
+            "restyle": "results/evaluation/ood_restyle.tsv",
             "activity": "results/evaluation/activity.tsv",
         },
     )
@@ -56,6 +62,7 @@ if OOD["enabled"]:
 wildcard_constraints:
     fold="[A-Za-z0-9_.-]+",
     predictor="|".join(PREDICTOR_KINDS),
+    rep="(_seed[1-9][0-9]*)?",
 
 
 rule phenotypic_activity:
@@ -92,7 +99,7 @@ rule train_ist:
         samples="results/ood/{fold}/ist_generator/samples.png",
     params:
         ood=OOD_FOLDS_CFG,
-        cfg=OOD["ist"],
+        cfg=config_keys(OOD["ist"], omit=IST_RESTYLE_ONLY),
         seed=OOD["seed"],
         checkpoint_dir="results/ood/{fold}/ist_generator/checkpoints",
     log:
@@ -108,6 +115,31 @@ rule train_ist:
         "../../envs/train.yaml"
     script:
         "../../workflow/scripts/train_ist.py"
+
+
+rule ist_restyle:
+    input:
+        cells="results/preprocess/cells.h5",
+        classes=OOD_CLASSES,
+        generator="results/ood/{fold}/ist_generator/model.pt",
+    output:
+        restyle="results/ood/{fold}/ist_generator/restyle.tsv",
+    params:
+        ood=OOD_FOLDS_CFG,
+        cfg=config_keys(OOD["ist"], IST_RESTYLE),
+    log:
+        "results/logs/ist_restyle/{fold}.log",
+    benchmark:
+        "results/benchmarks/ist_restyle/{fold}.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
+        gpu=GPU_JOB,
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../../workflow/scripts/ist_restyle.py"
 
 
 rule train_stargan_oe:
@@ -144,18 +176,18 @@ rule train_predictor:
         cells="results/preprocess/cells.h5",
         classes=OOD_CLASSES,
     output:
-        model="results/ood/{fold}/{predictor}/model.pt",
-        losses="results/ood/{fold}/{predictor}/losses.tsv",
-        samples="results/ood/{fold}/{predictor}/samples.png",
+        model="results/ood/{fold}/{predictor}{rep}/model.pt",
+        losses="results/ood/{fold}/{predictor}{rep}/losses.tsv",
+        samples="results/ood/{fold}/{predictor}{rep}/samples.png",
     params:
         ood=OOD_FOLDS_CFG,
         cfg=config_keys(OOD["predictor"], omit=PREDICTOR_EVAL_ONLY),
-        seed=OOD["seed"],
-        checkpoint_dir="results/ood/{fold}/{predictor}/checkpoints",
+        seed=lambda w: OOD["seed"] + (int(w.rep[len("_seed") :]) if w.rep else 0),
+        checkpoint_dir="results/ood/{fold}/{predictor}{rep}/checkpoints",
     log:
-        "results/logs/train_predictor/{fold}/{predictor}.log",
+        "results/logs/train_predictor/{fold}/{predictor}{rep}.log",
     benchmark:
-        "results/benchmarks/train_predictor/{fold}/{predictor}.tsv"
+        "results/benchmarks/train_predictor/{fold}/{predictor}{rep}.tsv"
     threads: 1
     resources:
         mem_mb=16000,
@@ -172,18 +204,18 @@ rule ood_fold_eval:
         unpack(fold_generator),
         cells="results/preprocess/cells.h5",
         classes=OOD_CLASSES,
-        model="results/ood/{fold}/{predictor}/model.pt",
+        model="results/ood/{fold}/{predictor}{rep}/model.pt",
     output:
-        predictions="results/ood/{fold}/{predictor}/predictions.tsv",
-        metrics="results/ood/{fold}/{predictor}/metrics.tsv",
-        features="results/ood/{fold}/{predictor}/features.tsv",
+        predictions="results/ood/{fold}/{predictor}{rep}/predictions.tsv",
+        metrics="results/ood/{fold}/{predictor}{rep}/metrics.tsv",
+        features="results/ood/{fold}/{predictor}{rep}/features.tsv",
     params:
         ood=OOD_EVAL_CFG,
         cfg=config_keys(OOD["predictor"], PREDICTOR_EVAL),
     log:
-        "results/logs/ood_fold_eval/{fold}/{predictor}.log",
+        "results/logs/ood_fold_eval/{fold}/{predictor}{rep}.log",
     benchmark:
-        "results/benchmarks/ood_fold_eval/{fold}/{predictor}.tsv"
+        "results/benchmarks/ood_fold_eval/{fold}/{predictor}{rep}.tsv"
     threads: 1
     resources:
         mem_mb=8000,
@@ -198,12 +230,20 @@ rule ood_fold_eval:
 rule combine_ood:
     input:
         metrics=expand(
-            "results/ood/{fold}/{predictor}/metrics.tsv", fold=OOD_FOLDS, predictor=OOD_PREDICTORS
+            "results/ood/{fold}/{predictor}{rep}/metrics.tsv",
+            fold=OOD_FOLDS,
+            predictor=OOD_PREDICTORS,
+            rep=OOD_REPS,
         ),
         features=expand("results/ood/iid/{predictor}/features.tsv", predictor=OOD_PREDICTORS),
+        restyle=expand(
+            "results/ood/{fold}/ist_generator/restyle.tsv",
+            fold=OOD_FOLDS if "ist" in OOD_PREDICTORS else [],
+        ),
     output:
         table="results/evaluation/ood.tsv",
         folds="results/evaluation/ood_folds.tsv",
+        restyle="results/evaluation/ood_restyle.tsv",
         umap=report(
             "results/evaluation/ood_umap.png",
             caption="../../workflow/report/ood_umap.rst",

@@ -118,3 +118,35 @@ def harmony_knn(x_train: np.ndarray, y_train, b_train, x_test: np.ndarray, b_tes
                         np.concatenate([np.asarray(b_train), np.asarray(b_test)]), n_pcs, seed)
     z_train, z_test = z[:len(x_train)], z[len(x_train):]
     return knn_predict(z_train, y_train, z_test, k), z_train, z_test
+
+
+def masked_argmax(logits: np.ndarray, allowed) -> np.ndarray:
+    """Row-wise argmax of ``logits`` (n, k) over the column ids ``allowed`` only: int64 (n,)."""
+    allowed = np.asarray(sorted(allowed), dtype=np.int64)
+    return allowed[np.asarray(logits)[:, allowed].argmax(axis=1)]
+
+
+def phenotype_kept(logits_restyled: np.ndarray, logits_original: np.ndarray, labels, allowed) -> dict:
+    """IST's phenotype-kept score: accuracy of a frozen gene head on restyled cells divided by
+    its accuracy on the same cells unmodified (1 = the restyling keeps all the phenotype the
+    head can read; NaN when the head gets none of the originals right).
+
+    ``logits_*`` (n, G) gene logits; ``labels`` (n,) true gene ids; ``allowed``: the gene ids
+    the head may answer (the fold's training genes). Returns ``accuracy_restyled``,
+    ``accuracy_original`` and ``phenotype_kept``."""
+    labels = np.asarray(labels)
+    acc_r = float((masked_argmax(logits_restyled, allowed) == labels).mean())
+    acc_o = float((masked_argmax(logits_original, allowed) == labels).mean())
+    return {"accuracy_restyled": acc_r, "accuracy_original": acc_o,
+            "phenotype_kept": acc_r / acc_o if acc_o > 0 else float("nan")}
+
+
+def style_taken(oe_logits: np.ndarray, style_oes, allowed) -> dict:
+    """IST's style-taken score: the share of restyled cells that a frozen OE head assigns to
+    their style image's OE (argmax over the OE ids ``allowed``), beside chance 1 / len(allowed).
+
+    ``oe_logits`` (n, K); ``style_oes`` (n,) OE ids. Returns ``style_taken``, ``chance`` and
+    ``style_taken_over_chance``."""
+    share = float((masked_argmax(oe_logits, allowed) == np.asarray(style_oes)).mean())
+    chance = 1.0 / len(list(allowed))
+    return {"style_taken": share, "chance": chance, "style_taken_over_chance": share / chance}

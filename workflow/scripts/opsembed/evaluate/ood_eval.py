@@ -32,12 +32,12 @@ from ..models.restyler import load_restyler
 from ..train.device import resolve_device
 from ..train.fold_data import load_fold
 from ..train.predictor_trainer import predictor_config
-from .ood import harmony_knn, knn_batchcv, scaled_blisi, scaled_clisi, scored_macro_f1
+from .ood import harmony_knn, knn_batchcv, phenotype_kept, scaled_blisi, scaled_clisi, scored_macro_f1, style_taken
 from .umap_plot import umap_coordinates
 
 log = logging.getLogger(__name__)
 
-METRIC_COLUMNS = ["fold", "level", "held_out", "method", "macro_f1", "accuracy", "n_test_cells",
+METRIC_COLUMNS = ["fold", "level", "held_out", "method", "seed", "macro_f1", "accuracy", "n_test_cells",
                   "n_scored_cells", "n_scored_genes", "clisi", "blisi", "knn_batchcv"]
 """Columns of a fold's metrics table (one row per variant)."""
 
@@ -96,7 +96,7 @@ def evaluate_fold(cells_path, ood_cfg: dict | None, predictor_cfg: dict | None, 
 
     rows = []
     for name, (y_pred, x_ref, x_test) in variants.items():
-        row = {"fold": fold, "level": f["level"], "held_out": f["held_out"], "method": name,
+        row = {"fold": fold, "level": f["level"], "held_out": f["held_out"], "method": name, "seed": pred.seed,
                **scored_macro_f1(genes[f["train_idx"]], genes[test], y_pred),
                "clisi": np.nan, "blisi": np.nan, "knn_batchcv": np.nan}
         if f["level"] == IID:
@@ -140,17 +140,105 @@ def _style_cells(data, k: int, rng: np.random.Generator) -> np.ndarray:
     return np.array([rng.choice(np.flatnonzero(train & (data.oe_ids == o))) for o in picks], dtype=np.int64)
 
 
+RESTYLE_COLUMNS = ["fold", "metric", "value", "meaning"]
+"""Columns of a fold's restyle table (``restyle_metrics``)."""
+RESTYLE_TEXT = {
+    "phenotype_kept": "gene-head accuracy on restyled / on unmodified cells (1: phenotype fully kept; goal >= 0.8)",
+    "accuracy_restyled": "accuracy of the frozen encoder's gene head on the restyled cells",
+    "accuracy_original": "the same on the unmodified cells",
+    "style_taken": "share of restyled cells the frozen OE head assigns to the style image's OE",
+    "style_chance": "chance for style_taken: 1 / training OEs (goal: style_taken >= 2x chance)",
+    "style_taken_original": "share of the unmodified cells assigned to that OE (what no restyling gives)",
+    "n_cells": "training cells restyled, each into one other training OE",
+}
+
+
+def restyle_metrics(cells_path, ood_cfg: dict | None, ist_cfg: dict | None, fold: str, generator_path,
+                    out_path, classes=None) -> pd.DataFrame:
+    """How well the fold's IST restyles keep the phenotype and take the style (``restyle.tsv``).
+
+    Up to ``ood.ist.n_restyle_cells`` random training cells of the fold (seeded by ood.seed),
+    each restyled into the style of a random training cell of another training OE (OE drawn
+    uniformly), as the IST predictor sees them. The IST model's own frozen encoder scores
+    them: ``phenotype_kept`` (``evaluate.ood.phenotype_kept``, over the fold's training
+    genes) and ``style_taken`` (``evaluate.ood.style_taken``, over its training OEs).
+    Writes and returns RESTYLE_COLUMNS rows."""
+    import torch
+
+    from ..train.ist_trainer import ist_config
+
+    cfg, icfg = ood_config(ood_cfg), ist_config(ist_cfg)
+    device = resolve_device(icfg["device"])
+    restyler = load_restyler(generator_path, device, fold)
+    if restyler.kind != "ist":
+        raise InputError(f"{generator_path}: a {restyler.kind} model; restyle metrics need IST.")
+    data = load_fold(cells_path, ood_cfg, fold, restyler.image_size, device, icfg["data_in_memory"],
+                     icfg["memory_fraction"], classes)
+    rng = np.random.default_rng([int(cfg["seed"]), 11])
+    train = data.fold["train_idx"]
+    cells = np.sort(rng.choice(train, size=min(int(icfg["n_restyle_cells"]), len(train)), replace=False))
+    in_train = np.zeros(data.images.n, dtype=bool)
+    in_train[train] = True
+    pools = {o: np.flatnonzero(in_train & (data.oe_ids == o)) for o in data.train_oes}
+    styles = []
+    for c in cells:
+        others = [o for o in data.train_oes if o != data.oe_ids[c]] or list(data.train_oes)
+        styles.append(rng.choice(pools[others[rng.integers(len(others))]]))
+    styles = np.array(styles, dtype=np.int64)
+    enc = restyler.nets["encoder"]
+    logits = {"gene_o": [], "gene_r": [], "oe_o": [], "oe_r": []}
+    bs = int(icfg["batch_size"])
+    with torch.no_grad():
+        for i in range(0, len(cells), bs):
+            x, s = data.images.get(cells[i:i + bs]), data.images.get(styles[i:i + bs])
+            fake = restyler(x, s, torch.as_tensor(data.oe_ids[styles[i:i + bs]], device=device))
+            for tag, img in (("o", x), ("r", fake)):
+                g, o = enc(img)
+                logits[f"gene_{tag}"].append(g.float().cpu().numpy())
+                logits[f"oe_{tag}"].append(o.float().cpu().numpy())
+    logits = {k: np.concatenate(v) for k, v in logits.items()}
+    kept = phenotype_kept(logits["gene_r"], logits["gene_o"], data.images.gene_ids[cells], data.train_genes)
+    taken = style_taken(logits["oe_r"], data.oe_ids[styles], data.train_oes)
+    baseline = style_taken(logits["oe_o"], data.oe_ids[styles], data.train_oes)
+    values = {**kept, "style_taken": taken["style_taken"], "style_chance": taken["chance"],
+              "style_taken_original": baseline["style_taken"], "n_cells": len(cells)}
+    out = pd.DataFrame([{"fold": fold, "metric": k, "value": values[k], "meaning": RESTYLE_TEXT[k]}
+                        for k in RESTYLE_TEXT], columns=RESTYLE_COLUMNS)
+    log.info("fold %s IST restyles: phenotype kept %.3f (gene acc %.3f -> %.3f), style taken %.3f (chance %.3f)",
+             fold, values["phenotype_kept"], values["accuracy_original"], values["accuracy_restyled"],
+             values["style_taken"], values["style_chance"])
+    write_table(out, out_path)
+    return out
+
+
+def combine_restyle(paths, out_path) -> pd.DataFrame:
+    """All folds' restyle tables (``restyle_metrics``) in one, RESTYLE_COLUMNS (empty without IST)."""
+    parts = [read_table(p) for p in paths]
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=RESTYLE_COLUMNS)
+    write_table(table, out_path)
+    return table
+
+
 def combine_ood(metrics_paths, out_path, folds_path=None) -> pd.DataFrame:
-    """The OOD table: one row per method (variant), columns ``macro_f1_<level>`` (mean over that
-    level's folds; ``macro_f1_iid`` first), ``clisi``, ``blisi``, ``knn_batchcv`` (IID fold),
-    and ``n_folds_<level>``. ``folds_path``: also write all per-fold rows (long form)."""
+    """The OOD table: one row per method (variant), columns ``macro_f1_<level>`` (``macro_f1_iid``
+    first): per training seed the mean over that level's folds, then the mean over seeds;
+    ``clisi``, ``blisi``, ``knn_batchcv`` (IID fold, mean over seeds); ``n_folds_<level>``;
+    ``n_seeds``; ``sd_macro_f1_<level>``, the SD over seeds (ddof 1; NaN with one seed).
+    ``folds_path``: also write all per-fold rows (long form, one per fold x method x seed).
+    Metrics tables without a ``seed`` column count as seed 0."""
     folds = pd.concat([read_table(p) for p in metrics_paths], ignore_index=True)
     if folds.empty:
         raise InputError("combine_ood: no fold metrics were given.")
+    if "seed" not in folds.columns:
+        folds["seed"] = 0
     levels = [IID] + [lv for lv in dict.fromkeys(folds["level"]) if lv != IID]
-    mean = folds.pivot_table(index="method", columns="level", values="macro_f1", aggfunc="mean")
-    count = folds.pivot_table(index="method", columns="level", values="macro_f1", aggfunc="count")
-    iid = folds[folds["level"] == IID].set_index("method")[["clisi", "blisi", "knn_batchcv"]]
+    per_seed = folds.groupby(["method", "level", "seed"], sort=False)["macro_f1"].mean().reset_index()
+    mean = per_seed.pivot_table(index="method", columns="level", values="macro_f1", aggfunc="mean")
+    sd = per_seed.pivot_table(index="method", columns="level", values="macro_f1",
+                              aggfunc=lambda v: v.std(ddof=1) if len(v) > 1 else np.nan, dropna=False)
+    count = folds.groupby(["method", "level"])["fold"].nunique().unstack()
+    seeds = folds.groupby("method")["seed"].nunique()
+    iid = folds[folds["level"] == IID].groupby("method")[["clisi", "blisi", "knn_batchcv"]].mean()
     methods = list(dict.fromkeys(folds["method"]))
     table = pd.DataFrame({"method": methods})
     for lv in levels:
@@ -160,10 +248,31 @@ def combine_ood(metrics_paths, out_path, folds_path=None) -> pd.DataFrame:
     for lv in levels:
         table[f"n_folds_{lv}"] = [int(count.at[m, lv]) if lv in count.columns and
                                   not np.isnan(count.at[m, lv]) else 0 for m in methods]
+    table["n_seeds"] = [int(seeds[m]) for m in methods]
+    for lv in levels:
+        table[f"sd_macro_f1_{lv}"] = [sd.at[m, lv] if lv in sd.columns and m in sd.index else np.nan
+                                      for m in methods]
     write_table(table, out_path)
     if folds_path is not None:
         write_table(folds, folds_path)
     return table
+
+
+def method_gap(folds: pd.DataFrame, method: str, baseline: str, level: str) -> dict | None:
+    """How far ``method`` beats ``baseline`` on ``level`` in a long per-fold table (combine_ood's
+    ``folds_path``): per seed the mean macro-F1 over the level's folds of each, their
+    difference; returns ``mean``, ``sd`` (over seeds, ddof 1; NaN with one seed), ``n_seeds``
+    and ``wins`` (seeds where the difference is > 0), or None when either is missing."""
+    folds = folds.assign(seed=folds["seed"] if "seed" in folds.columns else 0)
+    sub = folds[(folds["level"] == level) & folds["method"].isin([method, baseline])]
+    per = sub.groupby(["seed", "method"])["macro_f1"].mean().unstack()
+    if method not in per.columns or baseline not in per.columns:
+        return None
+    gap = (per[method] - per[baseline]).dropna()
+    if gap.empty:
+        return None
+    return {"mean": float(gap.mean()), "sd": float(gap.std(ddof=1)) if len(gap) > 1 else float("nan"),
+            "n_seeds": int(len(gap)), "wins": int((gap > 0).sum())}
 
 
 def umap_figure(features_paths, methods: list[str], out_path: str | os.PathLike, umap_cfg: dict | None,

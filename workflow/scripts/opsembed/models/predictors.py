@@ -107,13 +107,14 @@ class GeneClassifier(nn.Module):
 
 class Predictor:
     """A trained predictor file: ``kind``, ``fold``, ``genes``, ``controls``, ``train_genes``,
-    ``image_size`` and the classifier (eval mode, on ``device``)."""
+    ``image_size``, training ``seed`` and the classifier (eval mode, on ``device``)."""
 
     def __init__(self, path: str | os.PathLike, device: torch.device):
         payload = read_model_file(path, "predictor", device)
         for key in ("kind", "fold", "genes", "controls", "train_genes", "oes"):
             setattr(self, key, payload[key])
         self.image_size = int(payload["config"]["image_size"])
+        self.seed = int(payload["seed"])
         self.device = device
         self.net = GeneClassifier(len(payload["channels"]), len(self.genes), payload["config"])
         self.net.load_state_dict(payload["state"])

@@ -495,6 +495,10 @@ def ood_section(files: dict) -> Section:
     cells = shown.copy()
     for c in shown.columns[1:]:
         cells[c] = [f"<b>{fmt(v)}</b>" if v == best[c] else fmt(v) for v in shown[c]]
+    for level in levels:      # mean ± SD over training seeds (ood.seeds > 1)
+        col, sd = [c for c in shown.columns if c.startswith("macro-F1") and _level_of(c) == level], f"sd_macro_f1_{level}"
+        if col and sd in df.columns and df[sd].notna().any():
+            cells[col[0]] = [f"{v} ± {fmt(e)}" if pd.notna(e) else v for v, e in zip(cells[col[0]], df[sd])]
     body = [
         "<div class=\"explain\">Each predictor (a ResNet-18 classifying the gene of a cell) is trained "
         "with one observational environment (OE: a well, a plate, a series) held out and scored on it "
@@ -508,13 +512,52 @@ def ood_section(files: dict) -> Section:
         "the IID fold's features. Best per column in bold.</div>",
         table(cells, raw_html=tuple(shown.columns[1:])),
     ]
+    if files.get("folds"):
+        body.append(_ist_sentence(read_table(files["folds"])))
     body += _ood_classes(files)
+    if files.get("restyle"):
+        body.append(_restyle_table(read_table(files["restyle"])))
     if files.get("folds"):
         body.append("<details><summary>Every fold</summary>" + table(read_table(files["folds"])) + "</details>")
     if files.get("umap"):
         body.append(image(files["umap"], "OOD UMAPs", "IID-fold predictor features: coloured by gene (left) "
                           "and by OE (right). Genes should form islands; OEs should mix."))
     return Section("ood", TITLES["ood"], "".join(body))
+
+
+def _level_of(column: str) -> str:
+    """The level of a shown OOD column: "macro-F1 IID" -> iid, "macro-F1 held-out plate (3 folds)" -> plate."""
+    rest = column[len("macro-F1 "):]
+    return "iid" if rest == "IID" else rest[len("held-out "):].split(" (")[0]
+
+
+def _ist_sentence(folds: pd.DataFrame) -> str:
+    """One sentence: does IST beat naive on held-out plates, by how much ± SD over seeds."""
+    from ..evaluate.ood_eval import method_gap
+
+    gap = method_gap(folds, "ist", "naive", "plate")
+    if gap is None:
+        return ""
+    verdict = "beats" if gap["mean"] > 0 else "does not beat"
+    spread = (f" ± {gap['sd']:.3f} (SD over {gap['n_seeds']} training seeds; ahead in {gap['wins']} of them)"
+              if gap["n_seeds"] > 1 else " (one training seed, so no SD; set ood.seeds for one)")
+    return (f"<p><b>On this screen IST {verdict} naive on held-out plates:</b> macro-F1 difference "
+            f"{gap['mean']:+.3f}{spread}.</p>")
+
+
+def _restyle_table(restyle: pd.DataFrame) -> str:
+    """IST's restyles per fold: phenotype kept and style taken beside chance (ood_restyle.tsv)."""
+    if restyle.empty:
+        return ""
+    wide = restyle.pivot_table(index="fold", columns="metric", values="value", sort=False).reset_index()
+    cols = [c for c in ("fold", "phenotype_kept", "accuracy_original", "accuracy_restyled", "style_taken",
+                        "style_chance", "style_taken_original") if c in wide.columns]
+    return ("<h3>IST restyles</h3><div class=\"explain\">Training cells of each fold re-imaged into another "
+            "training OE, scored by the IST model's own frozen encoder. <em>phenotype_kept</em>: its gene head's "
+            "accuracy on the restyled cells divided by that on the same cells unmodified (1: the phenotype "
+            "survives restyling; goal at least 0.8). <em>style_taken</em>: share of restyled cells its OE head "
+            "assigns to the style image's OE, beside <em>style_chance</em> (goal at least twice chance) and "
+            "beside the unmodified cells' share (<em>style_taken_original</em>).</div>" + table(wide[cols]))
 
 
 def _ood_classes(files: dict) -> list[str]:

@@ -38,8 +38,18 @@ class LabelledSampler(BalancedSampler):
         masked[rows] = balance[rows]
         pool = sorted(set(balance[rows].tolist()))
         super().__init__(masked, pool, batch_size, seed, stream)
+        self.rows = np.sort(np.asarray(rows, dtype=np.int64))
         self.labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
         self._labels_on: dict[torch.device, torch.Tensor] = {}
+
+    def state_dict(self) -> dict:
+        """BalancedSampler's, plus a digest of the rows it draws from and their labels, so that a
+        checkpoint of one fold's cells (e.g. before the OOD classes changed) never resumes on others."""
+        import hashlib
+
+        h = hashlib.sha256(np.ascontiguousarray(self.rows).tobytes())
+        h.update(np.ascontiguousarray(self.labels.numpy()[self.rows]).tobytes())
+        return {**super().state_dict(), "cells": h.hexdigest()}
 
     def draw(self, step: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         rows, _ = super().draw(step, device)

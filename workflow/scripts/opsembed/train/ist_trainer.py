@@ -119,7 +119,7 @@ class ISTTrainer(Trainer):
     name = "ist"
     loss_names = IST_LOSSES
     model_keys = MODEL_KEYS
-    operational_keys = Trainer.operational_keys + ("n_sample_cells", "n_sample_oes")
+    operational_keys = Trainer.operational_keys + ("n_sample_cells", "n_sample_oes", "n_restyle_cells")
 
     def __init__(self, data: FoldData, cfg: dict, seed: int):
         self.data, self.images, self.cfg, self.seed = data, data.images, cfg, int(seed)
