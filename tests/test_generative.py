@@ -47,7 +47,9 @@ def screen(tmp_path):
 
 def test_planted_dna_difference_is_the_top_feature(tmp_path, screen, one_thread):
     cells, model = screen
-    table = generative_check(model, cells, tmp_path / "gen.tsv", tmp_path / "gen.png", n_cells=N, seed=0)
+    out = generative_check(model, cells, tmp_path / "metrics.tsv", tmp_path / "gen.png", n_cells=N, seed=0,
+                           features_path=tmp_path / "gen.tsv")
+    table = out["features"]
     assert table["feature"].iloc[0].startswith(("ch0_nucleus_", "ch0_cytoplasm_"))  # the planted DNA intensity
     assert table["importance_mean"].iloc[0] > 0
     assert table["rf_balanced_accuracy"].iloc[0] > 0.9
@@ -61,12 +63,20 @@ def test_planted_dna_difference_is_the_top_feature(tmp_path, screen, one_thread)
     assert (written[["n_control", "n_perturbed", "n_generated", "n_genes"]].iloc[0].tolist()
             == [N, 4 * N, 4 * N, 4])                                  # N controls x 4 genes generated
     assert (tmp_path / "gen.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = pd.read_csv(tmp_path / "metrics.tsv", sep="\t").set_index("metric")["value"]
+    for name in ("nucleus_iou", "centroid_shift_px", "input_dependence", "gap_closed_mean",
+                 "class_accuracy_generated", "class_accuracy_inputs", "class_accuracy_chance",
+                 "frechet_generated", "frechet_inputs"):
+        assert np.isfinite(metrics[name]), name
+    assert metrics["n_inputs"] == N and metrics["n_targets"] == 4
+    assert metrics["class_accuracy_chance"] == pytest.approx(0.25)    # each gene its own class
+    assert metrics["gap_closed_mean"] == pytest.approx(table["gap_closed_feature"].mean())
 
 
 def test_top_feature_follows_the_planted_channel(tmp_path, screen, one_thread):
     cells, model = screen
     swapped = _rewrite(cells, tmp_path / "swapped.h5", swap_channels=True)  # difference now in channel 1
-    table = generative_check(model, swapped, tmp_path / "g.tsv", tmp_path / "g.png", n_cells=N, seed=0)
+    table = generative_check(model, swapped, tmp_path / "g.tsv", tmp_path / "g.png", n_cells=N, seed=0)["features"]
     assert table["feature"].iloc[0].startswith(("ch1_nucleus_", "ch1_cytoplasm_"))
     assert table["importance_mean"].iloc[0] > 0
 

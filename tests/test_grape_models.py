@@ -113,3 +113,21 @@ def test_impa_frozen_table_is_a_buffer():
     assert s.shape == (2, 4) and not torch.allclose(s[0], s[1])      # noise makes styles differ
     trainable = build_impa(5, 2, impa_config(TINY))
     assert trainable["style"].table().shape == (5, 8) and trainable["style"].table().requires_grad
+
+
+@pytest.mark.parametrize("n_down, side", [(3, 2), (2, 4), (1, 8)])
+def test_generator_bottleneck_follows_n_down(n_down, side):
+    cfg = grape_config({**TINY, "n_down": n_down})
+    torch.manual_seed(0)
+    gen = build_grape(3, 2, cfg)["generator"]
+    h = gen.from_img(torch.randn(2, 2, 16, 16))
+    for block in gen.encode:
+        h = block(h)
+    assert h.shape[-2:] == (side, side)                              # 16 / 2^n_down
+    assert gen(torch.randn(2, 2, 16, 16), torch.randn(2, 4)).shape == (2, 2, 16, 16)
+    assert sum(b.upsample for b in gen.decode) == n_down
+
+
+def test_n_down_must_divide_the_image_size():
+    with pytest.raises(ValueError, match="multiple of 32"):
+        build_grape(3, 2, grape_config({**TINY, "image_size": 48, "n_down": 5}))

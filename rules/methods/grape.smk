@@ -6,6 +6,7 @@ GRAPE_TRAINING = {
     "losses": "results/train/grape/losses.tsv",
     "samples": "results/train/grape/samples.png",
     "check_table": "results/evaluation/grape_generative.tsv",
+    "check_features": "results/evaluation/grape_generative_features.tsv",
     "check_figure": "results/evaluation/grape_generative.png",
 }
 
@@ -77,8 +78,10 @@ rule generative_check_grape:
     input:
         model="results/train/grape/model.pt",
         cells="results/preprocess/cells.h5",
+        ground_truth="results/evaluation/ground_truth.tsv",
     output:
         table=GRAPE_TRAINING["check_table"],
+        features=GRAPE_TRAINING["check_features"],
         figure=report(
             GRAPE_TRAINING["check_figure"],
             caption="../../workflow/report/generative.rst",

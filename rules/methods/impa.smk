@@ -2,7 +2,13 @@
 # on a perturbation embedding (gene2vec, frozen, when configured; else trained) plus noise.
 # Its gene embedding is the style encoder's code averaged over each gene's cells.
 
-IMPA_TRAINING = {"losses": "results/train/impa/losses.tsv", "samples": "results/train/impa/samples.png"}
+IMPA_TRAINING = {
+    "losses": "results/train/impa/losses.tsv",
+    "samples": "results/train/impa/samples.png",
+    "check_table": "results/evaluation/impa_generative.tsv",
+    "check_features": "results/evaluation/impa_generative_features.tsv",
+    "check_figure": "results/evaluation/impa_generative.png",
+}
 
 register_method("impa", outputs=["impa"], training={"impa": IMPA_TRAINING})
 
@@ -28,7 +34,7 @@ rule train_impa:
             labels={"method": "impa"},
         ),
     params:
-        cfg=config_keys(IMPA, omit=["enabled", "n_cells"]),
+        cfg=config_keys(IMPA, omit=["enabled", "n_cells", "n_cells_generative"]),
         seed=IMPA["seed"],
         checkpoint_dir="results/train/impa/checkpoints",
         tensorboard_dir="results/train/impa/tensorboard",
@@ -69,3 +75,36 @@ rule extract_impa:
         "../../envs/train.yaml"
     script:
         "../../workflow/scripts/extract_impa.py"
+
+
+rule generative_check_impa:
+    input:
+        model="results/train/impa/model.pt",
+        cells="results/preprocess/cells.h5",
+        ground_truth="results/evaluation/ground_truth.tsv",
+    output:
+        table=IMPA_TRAINING["check_table"],
+        features=IMPA_TRAINING["check_features"],
+        figure=report(
+            IMPA_TRAINING["check_figure"],
+            caption="../../workflow/report/generative.rst",
+            category="Training",
+            labels={"method": "impa", "figure": "generative check"},
+        ),
+    params:
+        n_cells=IMPA["n_cells_generative"],
+        seed=IMPA["seed"],
+        device=IMPA["device"],
+    log:
+        "results/logs/generative_check_impa.log",
+    benchmark:
+        "results/benchmarks/generative_check_impa.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=GPU_JOB,
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../../workflow/scripts/generative_check.py"

@@ -1,4 +1,5 @@
-"""GRAPE's generative check: engineered features of real and restyled cells (rule generative_check_grape)."""
+"""The generative check of GRAPE or IMPA: quality metrics and engineered features of real and
+restyled cells (rules generative_check_grape, generative_check_impa)."""
 import torch
 
 from opsembed.evaluate.generative import generative_check
@@ -8,4 +9,6 @@ with script_logging(snakemake.log[0]):  # noqa: F821  (snakemake is injected)
     torch.set_num_threads(snakemake.threads)  # noqa: F821
     generative_check(snakemake.input.model, snakemake.input.cells, snakemake.output.table,  # noqa: F821
                      snakemake.output.figure, snakemake.params.n_cells, snakemake.params.seed,  # noqa: F821
-                     threads=snakemake.threads, device=snakemake.params.device)  # noqa: F821
+                     threads=snakemake.threads, device=snakemake.params.device,  # noqa: F821
+                     features_path=snakemake.output.features,  # noqa: F821
+                     ground_truth_path=snakemake.input.ground_truth)  # noqa: F821

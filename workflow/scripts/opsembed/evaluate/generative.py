@@ -1,16 +1,20 @@
-"""GRAPE's generative check (paper Fig. 2, bottom): do control cells restyled to the
-screened genes carry the engineered-feature changes that tell real perturbed cells
-from controls?
+"""The generative check of a restyling generator (GRAPE, IMPA): control cells restyled to
+every screened gene, against real control and real perturbed cells (GRAPE paper Fig. 2,
+bottom, for the feature part).
 
 1. Up to ``n_cells`` random control cells (``seed``) are restyled to every non-control
-   gene of the model's vocabulary: G(x, F(M_z)). Generated set: n_controls x n_genes cells.
+   gene of the model's vocabulary: GRAPE G(x, F(M_z)); IMPA G(x, S(z, n)) with one fixed
+   noise draw n per control cell (``seed``). Generated set: n_controls x n_genes cells.
 2. Engineered features (:func:`opsembed.models.features.cell_features`) of the real
    controls, of real perturbed cells (up to ``n_cells`` random cells of each non-control
    gene, the same per-gene cap as the generated set, so both pools weigh genes alike) and
    of the generated cells, all at the model's ``image_size``. The feature geometry
    (ring width, smoothing sigma; defined in pixels of the cells file's crops) is scaled by
    image_size / crop_size so that it covers the same part of the cell as on full crops.
-3. A random forest (``N_TREES`` trees) tells real controls from real perturbed cells.
+3. The quality metrics of :mod:`opsembed.evaluate.generative_quality` (content kept,
+   input dependence, class accuracy with the curated complexes as classes, Fréchet
+   distances), written one per row with the gap-closed numbers of step 5.
+4. A random forest (``N_TREES`` trees) tells real controls from real perturbed cells.
    Crops without a nucleus (all features missing) are dropped, then the larger group is
    subsampled (``seed``) to the size of the smaller: controls are usually far fewer than
    the pooled perturbed cells, and an unbalanced forest calls every cell perturbed.
@@ -25,11 +29,12 @@ from controls?
    score, the squared error of the forest's predicted probability. A probability score still
    moves where the predicted class does not, so a feature keeps its importance when other
    features would also have told the groups apart (accuracy would score it 0).
-4. For the top ``TOP_K`` features: mean and median per group; the mean shifts from
+5. For the top ``TOP_K`` features: mean and median per group; the mean shifts from
    control in control standard deviations, ``perturbed_shift_sd`` and ``generated_shift_sd``;
    ``shift_reproduced`` = generated / perturbed shift, the fraction of the control ->
    perturbed mean shift the generated cells reproduce (1: all of it, 0: none; unstable where
-   the real shift is tiny); and one number over the top features, ``gap_closed`` =
+   the real shift is tiny); per feature ``gap_closed_feature`` = 1 - |generated shift -
+   perturbed shift| / |perturbed shift|; and one number over the top features, ``gap_closed`` =
    1 - ||generated shift - perturbed shift|| / ||perturbed shift|| (Euclidean over the top
    features, shifts in control SDs): the fraction of the control -> perturbed distance of
    the means that the generated cells close. 1: generated mean = perturbed mean; 0: no
@@ -61,11 +66,15 @@ from ..io.errors import InputError
 from ..io.figures import save_figure
 from ..io.h5 import read_attrs, read_obs
 from ..io.tables import write_table
+from ..io.ground_truth import read_complexes
 from ..models.features import cell_features, map_feature_blocks
+from ..models.files import read_model_file
 from ..models.grape import load_grape
+from ..models.impa import load_impa
 from ..train.data import crop_reader
 from ..train.device import resolve_device
 from ..train.gan import cells_per_gene
+from .generative_quality import METRIC_TEXT, restyle_quality
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +100,25 @@ def feature_geometry(image_size: int, crop_size: int) -> dict:
 
 
 @torch.no_grad()
-def restyle(nets: nn.ModuleDict, x: torch.Tensor, gene_id: int, batch_size: int = BLOCK) -> np.ndarray:
-    """G(x, F(M_g)) for crops ``x`` (n, C, S, S) on the model's device: float32 (n, C, S, S)."""
-    s = nets["style"](torch.tensor([gene_id], device=x.device))                    # (1, D)
-    return torch.cat([nets["generator"](xb, s.expand(len(xb), -1)) for xb in x.split(batch_size)]
+def restyle(nets: nn.ModuleDict, x: torch.Tensor, gene_id: int, batch_size: int = BLOCK,
+            noise: torch.Tensor | None = None) -> np.ndarray:
+    """G(x, s) for crops ``x`` (n, C, S, S) on the model's device: float32 (n, C, S, S).
+
+    GRAPE (``noise`` None): s = F(M_g) for every crop. IMPA: s = S(g, noise_i), ``noise``
+    (n, noise_dim) one draw per crop."""
+    if noise is None:
+        s = nets["style"](torch.tensor([gene_id], device=x.device)).expand(len(x), -1)   # (n, D)
+    else:
+        s = nets["style"](torch.full((len(x),), gene_id, device=x.device), noise.to(x.device))
+    return torch.cat([nets["generator"](xb, sb) for xb, sb in zip(x.split(batch_size), s.split(batch_size))]
                      ).float().cpu().numpy()
+
+
+def load_generator(model_path: str | os.PathLike, device: torch.device) -> tuple[str, dict, nn.ModuleDict]:
+    """(method, payload, networks in eval mode) of a GRAPE or IMPA model file."""
+    method = read_model_file(model_path, ("grape", "impa"), torch.device("cpu"))["method"]
+    payload, nets = (load_grape if method == "grape" else load_impa)(model_path, device)
+    return method, payload, nets
 
 
 def block_features(blocks: Iterable[np.ndarray], channels: list[str], geometry: dict, total: int,
@@ -177,12 +200,14 @@ def group_summary(groups: dict[str, pd.DataFrame], features: list[str]) -> pd.Da
     shift = out["perturbed_mean"] - out["control_mean"]
     out["shift_reproduced"] = (out["generated_mean"] - out["control_mean"]) / shift.where(shift != 0)
     both = np.isfinite(real) & np.isfinite(fake)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["gap_closed_feature"] = np.where(both & (real != 0), 1.0 - (fake - real).abs() / real.abs(), np.nan)
     distance = float(np.linalg.norm(real[both]))
     out["gap_closed"] = 1.0 - float(np.linalg.norm(fake[both] - real[both])) / distance if distance else np.nan
     return out
 
 
-def distribution_figure(groups: dict[str, pd.DataFrame], table: pd.DataFrame) -> Figure:
+def distribution_figure(groups: dict[str, pd.DataFrame], table: pd.DataFrame, method: str = "GRAPE") -> Figure:
     """One panel per row of ``table`` (the table generative_check writes): density histograms of
     that feature in the three groups (shared bins over the pooled 1st-99th percentiles)."""
     fig = Figure(figsize=(3.3 * len(table), 3.4))
@@ -203,7 +228,7 @@ def distribution_figure(groups: dict[str, pd.DataFrame], table: pd.DataFrame) ->
         ax.spines[["top", "right"]].set_visible(False)
     axes[0].set_ylabel("density")
     axes[0].legend(frameon=False, fontsize=7)
-    fig.suptitle(f"GRAPE generative check: top {len(table)} features telling real control from perturbed "
+    fig.suptitle(f"{method} generative check: top {len(table)} features telling real control from perturbed "
                  f"cells (random forest, held-out balanced accuracy {table['rf_balanced_accuracy'].iloc[0]:.2f}); "
                  f"generated cells close {table['gap_closed'].iloc[0]:.0%} of the gap", fontsize=9)
     fig.tight_layout()
@@ -212,18 +237,25 @@ def distribution_figure(groups: dict[str, pd.DataFrame], table: pd.DataFrame) ->
 
 def generative_check(model_path: str | os.PathLike, cells_path: str | os.PathLike,
                      table_path: str | os.PathLike, figure_path: str | os.PathLike, n_cells: int,
-                     seed: int, threads: int = 1, device: str = "auto") -> pd.DataFrame:
-    """Run the generative check (module docstring) of the GRAPE model file on ``cells.h5``.
+                     seed: int, threads: int = 1, device: str = "auto", *,
+                     features_path: str | os.PathLike | None = None,
+                     ground_truth_path: str | os.PathLike | None = None) -> dict[str, pd.DataFrame]:
+    """Run the generative check (module docstring) of a GRAPE or IMPA model file on ``cells.h5``.
 
-    Writes ``table_path`` (TSV: one row per top feature, columns rank, feature,
-    importance_mean, importance_sd, control/perturbed/generated _mean and _median,
-    perturbed_shift_sd, generated_shift_sd, shift_reproduced, gap_closed,
-    rf_balanced_accuracy, n_control, n_perturbed, n_generated, n_genes,
-    image_size, seed) and ``figure_path`` (PNG); returns the table. InputError when the
-    cells file has no cell of the model's control label or no other cell, or other channels.
+    Writes ``table_path`` (TSV, one row per metric: columns metric, value, meaning; the metrics of
+    :func:`opsembed.evaluate.generative_quality.restyle_quality`, ``gap_closed`` (Euclidean),
+    ``gap_closed_mean`` and ``gap_closed_<feature>`` per top feature, ``rf_balanced_accuracy``,
+    ``image_size``, ``seed``), ``features_path`` when given (TSV: one row per top feature,
+    columns rank, feature, importance_mean, importance_sd, control/perturbed/generated _mean
+    and _median, perturbed_shift_sd, generated_shift_sd, shift_reproduced, gap_closed_feature,
+    gap_closed, rf_balanced_accuracy, n_control, n_perturbed, n_generated, n_genes,
+    image_size, seed) and ``figure_path`` (PNG). Classes for the class accuracy: the complexes
+    of ``ground_truth_path`` (a curated gene/complex table), else each gene its own class.
+    Returns {"metrics": ..., "features": ...}. InputError when the cells file has no cell of
+    the model's control label or no other cell, or other channels.
     """
     dev = resolve_device(device)
-    payload, nets = load_grape(model_path, dev)
+    method, payload, nets = load_generator(model_path, dev)
     genes, controls, size = payload["genes"], payload["controls"], payload["config"]["image_size"]
     attrs = read_attrs(cells_path)
     if list(attrs["channels"]) != list(payload["channels"]):
@@ -241,24 +273,37 @@ def generative_check(model_path: str | os.PathLike, cells_path: str | os.PathLik
         raise InputError(f"{cells_path}: no cell of a non-control gene of the model {model_path}.")
     perturbed_rows = np.sort(np.concatenate(list(per_gene.values())))
     targets = [g for g, name in enumerate(genes) if name != controls]
+    if ground_truth_path is not None:
+        curated = read_complexes(ground_truth_path)
+        target_class = {g: c for g, c in zip(curated["gene"].astype(str), curated["complex"].astype(str))}
+    else:
+        target_class = {genes[g]: genes[g] for g in targets}
 
     read = crop_reader(cells_path, size, dev)
     x = read(control_rows)
+    noise = None
+    if method == "impa":
+        noise = torch.randn(len(x), payload["config"]["noise_dim"], generator=torch.Generator().manual_seed(seed))
     geometry = feature_geometry(size, int(attrs["crop_size"]))
-    log.info("generative check: %d control cells restyled to %d genes at %d px; %d real perturbed cells "
-             "(up to %d per gene); feature geometry %s", len(x), len(targets), size, len(perturbed_rows),
-             n_cells, geometry)
+    log.info("generative check (%s): %d control cells restyled to %d genes at %d px; %d real perturbed "
+             "cells (up to %d per gene); feature geometry %s", method, len(x), len(targets), size,
+             len(perturbed_rows), n_cells, geometry)
     channels = list(payload["channels"])
+
+    def features(crops: np.ndarray, desc: str) -> pd.DataFrame:
+        return block_features((crops[i:i + BLOCK] for i in range(0, len(crops), BLOCK)), channels, geometry,
+                              len(crops), desc, threads)
+
     x_np = x.cpu().numpy()
-    groups = {
-        "control": block_features((x_np[i:i + BLOCK] for i in range(0, len(x_np), BLOCK)), channels,
-                                  geometry, len(x_np), "features: real control", threads),
-        "perturbed": block_features((read(perturbed_rows[i:i + BLOCK]).cpu().numpy()
-                                     for i in range(0, len(perturbed_rows), BLOCK)), channels, geometry,
-                                    len(perturbed_rows), "features: real perturbed", threads),
-        "generated": block_features((restyle(nets, x, g) for g in targets), channels, geometry,
-                                    len(x) * len(targets), "restyling + features: generated", threads),
-    }
+    perturbed = block_features((read(perturbed_rows[i:i + BLOCK]).cpu().numpy()
+                                for i in range(0, len(perturbed_rows), BLOCK)), channels, geometry,
+                               len(perturbed_rows), "features: real perturbed", threads)
+    outputs = ((genes[g], restyle(nets, x, g, noise=noise)) for g in targets)
+    metrics, generated = restyle_quality(
+        x_np, outputs, lambda crops: features(crops, "restyling + features"), perturbed,
+        gene_col[perturbed_rows], target_class, geometry["sigma"], seed, threads)
+    groups = {"control": features(x_np, "features: real control"), "perturbed": perturbed,
+              "generated": generated.drop(columns="target")}
     for g, frame in groups.items():
         empty = int(frame.isna().all(axis=1).sum())
         if empty:
@@ -270,13 +315,23 @@ def generative_check(model_path: str | os.PathLike, cells_path: str | os.PathLik
     table = table.assign(rf_balanced_accuracy=accuracy, n_control=len(groups["control"]),
                          n_perturbed=len(groups["perturbed"]), n_generated=len(groups["generated"]),
                          n_genes=len(targets), image_size=size, seed=seed)
-    write_table(table, table_path)
-    fig = distribution_figure(groups, table)
+    extra = {"gap_closed": float(table["gap_closed"].iloc[0]),
+             "gap_closed_mean": float(np.nanmean(table["gap_closed_feature"])),
+             **{f"gap_closed_{r.feature}": float(r.gap_closed_feature) for r in table.itertuples()},
+             "rf_balanced_accuracy": accuracy, "image_size": float(size), "seed": float(seed)}
+    metrics = pd.concat([metrics, pd.DataFrame({"metric": list(extra), "value": list(extra.values())})],
+                        ignore_index=True)
+    metrics["meaning"] = metrics["metric"].map(METRIC_TEXT).fillna("")
+    if features_path is not None:
+        write_table(table, features_path)
+    fig = distribution_figure(groups, table, method.upper())
     save_figure(fig, figure_path, dpi=110)
-    shifts = ", ".join(f"{r.feature} {r.generated_shift_sd:+.2f}/{r.perturbed_shift_sd:+.2f}"
-                       for r in table.itertuples())
-    log.info("generative check: RF held-out balanced accuracy %.3f (control vs perturbed); generated cells "
-             "close %.0f%% of the control->perturbed distance of the means over the top %d features (1 - gap "
-             "left / gap; shifts from control in control SDs, generated/real: %s)", accuracy,
-             100 * table["gap_closed"].iloc[0], len(table), shifts)
-    return table
+    write_table(metrics, table_path)
+    m = dict(zip(metrics["metric"], metrics["value"]))
+    log.info("generative check (%s): nucleus IoU %.3f, centroid shift %.2f px, input dependence %.3f, gap "
+             "closed %.2f (mean per feature %.2f), class accuracy %.3f (inputs %.3f, chance %.3f, real cv "
+             "%.3f), Frechet %.2f (inputs %.2f)", method, m["nucleus_iou"], m["centroid_shift_px"],
+             m["input_dependence"], m["gap_closed"], m["gap_closed_mean"], m["class_accuracy_generated"],
+             m["class_accuracy_inputs"], m["class_accuracy_chance"], m["class_accuracy_real_cv"],
+             m["frechet_generated"], m["frechet_inputs"])
+    return {"metrics": metrics, "features": table}

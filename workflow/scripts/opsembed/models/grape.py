@@ -4,9 +4,10 @@ Networks, for C-channel S x S crops (S divisible by 8), G genes, style dimension
 
 - ``GeneStyle``: embedding table M (G, d), optional self-attention over the whole table,
   then the mapping network F (3-layer MLP): gene ids (B,) -> styles s (B, D).
-- ``Generator``: image (B, C, S, S) + style (B, D) -> image (B, C, S, S). Encoder of three
-  downsampling and two intermediate instance-norm residual blocks (S -> S/8); decoder of
-  two intermediate and three upsampling AdaIN residual blocks driven by s. No noise input.
+- ``Generator``: image (B, C, S, S) + style (B, D) -> image (B, C, S, S). Encoder of
+  ``n_down`` (paper: three) downsampling and two intermediate instance-norm residual blocks
+  (S -> S / 2^n_down); decoder of two intermediate and ``n_down`` upsampling AdaIN residual
+  blocks driven by s. No noise input.
 - ``Discriminator``: image (B, C, S, S) + gene ids (B,) -> logits (B,): three downsampling
   residual blocks, a conv collapsing S/8 x S/8 to 1 x 1, a 1 x 1 conv with one output per
   gene; the head of each sample's gene is returned. With ``shared_heads`` every gene's head
@@ -35,10 +36,10 @@ from .blocks import MLP, AdainResBlk, ResBlk, channel_widths, check_image_size, 
 from .files import read_model_file
 
 N_DOWN = 3
-"""Downsampling blocks in every image network: the bottleneck is S/8 x S/8."""
+"""Downsampling blocks of D and E, and the paper's for G: their last maps are S/8 x S/8."""
 
 MODEL_KEYS = ("image_size", "dim_in", "max_conv_dim", "style_dim", "embed_dim", "embed_init_std",
-              "mapping_hidden", "attention", "attention_heads", "shared_heads")
+              "mapping_hidden", "attention", "attention_heads", "shared_heads", "n_down")
 """Config keys that shape or initialise the GRAPE networks (stored with the weights)."""
 
 
@@ -46,24 +47,24 @@ class Generator(nn.Module):
     """Restyle images: (B, C, S, S), style (B, D) -> (B, C, S, S). Outputs are unbounded (z-scores)."""
 
     def __init__(self, in_channels: int, image_size: int, style_dim: int, dim_in: int,
-                 max_conv_dim: int, n_mid: int = 2):
+                 max_conv_dim: int, n_mid: int = 2, n_down: int = N_DOWN):
         super().__init__()
-        check_image_size(image_size)
-        w = channel_widths(dim_in, max_conv_dim, N_DOWN)  # w[0] at S, w[3] at S/8
+        check_image_size(image_size, max(8, 2 ** n_down))  # D and E downsample three times
+        w = channel_widths(dim_in, max_conv_dim, n_down)  # w[0] at S, w[n_down] at S / 2^n_down
         self.from_img = nn.Conv2d(in_channels, w[0], 3, 1, 1)
         self.encode = nn.ModuleList(
-            [ResBlk(w[i], w[i + 1], normalize=True, downsample=True) for i in range(N_DOWN)]
+            [ResBlk(w[i], w[i + 1], normalize=True, downsample=True) for i in range(n_down)]
             + [ResBlk(w[-1], w[-1], normalize=True) for _ in range(n_mid)])
         self.decode = nn.ModuleList(
             [AdainResBlk(w[-1], w[-1], style_dim) for _ in range(n_mid)]
-            + [AdainResBlk(w[i + 1], w[i], style_dim, upsample=True) for i in reversed(range(N_DOWN))])
+            + [AdainResBlk(w[i + 1], w[i], style_dim, upsample=True) for i in reversed(range(n_down))])
         self.to_img = nn.Sequential(nn.InstanceNorm2d(w[0], affine=True), nn.LeakyReLU(0.2),
                                     nn.Conv2d(w[0], in_channels, 1))
 
     def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         h = self.from_img(x)                 # (B, w0, S, S)
         for block in self.encode:
-            h = block(h)                     # -> (B, w3, S/8, S/8)
+            h = block(h)                     # -> (B, w[n_down], S / 2^n_down, ...)
         for block in self.decode:
             h = block(h, s)                  # -> (B, w0, S, S)
         return self.to_img(h)                # (B, C, S, S)
@@ -188,7 +189,7 @@ def stargan_networks(style: nn.Module, n_heads: int, in_channels: int, cfg: dict
     size, width, top, sdim = cfg["image_size"], cfg["dim_in"], cfg["max_conv_dim"], cfg["style_dim"]
     nets = nn.ModuleDict({
         "style": style,
-        "generator": Generator(in_channels, size, sdim, width, top),
+        "generator": Generator(in_channels, size, sdim, width, top, n_down=cfg["n_down"]),
         "style_encoder": StyleEncoder(in_channels, size, sdim, width, top),
         "discriminator": Discriminator(in_channels, size, n_heads, width, top),
     })
@@ -203,6 +204,7 @@ def load_grape(model_path: str | os.PathLike, device: torch.device) -> tuple[dic
     """The payload of a GRAPE model file (``read_model_file``) and its networks, in eval mode
     on ``device``."""
     payload = read_model_file(model_path, "grape", device)
+    payload["config"] = {"n_down": N_DOWN, **payload["config"]}   # files from before n_down: 3
     nets = build_grape(len(payload["genes"]), len(payload["channels"]), payload["config"]).to(device)
     nets.load_state_dict(payload["state"])
     return payload, nets.eval()

@@ -93,7 +93,8 @@ class ImpaTrainer(Trainer):
     loss_names = LOSSES
     model_keys = MODEL_KEYS
     operational_keys = Trainer.operational_keys + (
-        "enabled", "compile", "n_sample_cells", "n_sample_genes", "sample_genes", "n_cells")
+        "enabled", "compile", "n_sample_cells", "n_sample_genes", "sample_genes", "n_cells",
+        "n_cells_generative")
 
     def __init__(self, images: CellImages, cfg: dict, seed: int, table: np.ndarray | None = None):
         self.images, self.cfg, self.seed, self.device = images, cfg, int(seed), images.device
