@@ -11,6 +11,10 @@ Technical effects are strong on purpose, so that a model can tell plates apart:
   deviations times ``simulate.batch_scale``. Preprocessing removes most of the
   technical effects (flat-field correction, z-scoring against each plate's controls), but
   not this shift, so ``batch_scale`` sets how much the plates confound a gene classifier.
+
+The technical effects that do survive that preprocessing (extra blur, stain response,
+bleed-through, structured background, read noise, per-well gains) are in ``technical``,
+scaled by ``simulate.technical_scale``.
 """
 
 from __future__ import annotations
