@@ -95,6 +95,20 @@ def cell_groups(columns, optional=()):
     return table[keep].astype(str).drop_duplicates().reset_index(drop=True)
 
 
+def _ground_truths():
+    from opsembed.io.ground_truth import ground_truth_files
+
+    return ground_truth_files(config["input"]["ground_truth"])
+
+
+GROUND_TRUTHS = _ground_truths()
+"""{name: complex file} of input.ground_truth (one file, a list or a mapping), in order; the
+first is the primary ground truth (results/evaluation/ground_truth.tsv, figures, report
+montages), each further one is curated to results/evaluation/ground_truths/{name}.tsv and
+scored beside it (opsembed.evaluate.benchmark.evaluate_ground_truths)."""
+EXTRA_GROUND_TRUTHS = list(GROUND_TRUTHS)[1:]
+
+
 TILES = cell_groups(["plate", "well", "tile"])
 PLATES = sorted(TILES["plate"].unique())
 WELLS = TILES[["plate", "well"]].drop_duplicates().sort_values(["plate", "well"])

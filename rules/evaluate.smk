@@ -1,14 +1,36 @@
-# Evaluation against protein complexes: curate the ground truth once, score every
-# method (mAP, repeated k-means, k sweep, recall, UMAP), combine into one table.
+# Evaluation against protein complexes: curate each ground truth once, score every
+# method against each (mAP, repeated k-means, k sweep, recall; UMAP and figures for the
+# primary one), combine into one table (one row per method and ground truth).
+
+
+rule demo_processes:
+    input:
+        complexes=DEMO_INPUT["ground_truth"],
+    output:
+        processes=f"{DEMO_DIR}/processes.tsv",
+    log:
+        "results/logs/demo_processes.log",
+    benchmark:
+        "results/benchmarks/demo_processes.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/evaluate.yaml"
+    script:
+        "../workflow/scripts/demo_processes.py"
 
 
 rule curate_ground_truth:
     input:
-        ground_truth=config["input"]["ground_truth"],
+        ground_truth=list(GROUND_TRUTHS.values()),
         cells="results/preprocess/cells.h5",
     output:
         curated="results/evaluation/ground_truth.tsv",
         log_table="results/evaluation/ground_truth_log.tsv",
+        extra=expand("results/evaluation/ground_truths/{name}.tsv", name=EXTRA_GROUND_TRUTHS),
+        extra_logs=expand("results/evaluation/ground_truths/{name}_log.tsv", name=EXTRA_GROUND_TRUTHS),
     params:
         cfg=config["evaluation"]["ground_truth"],
         controls=config["controls"],
@@ -30,6 +52,7 @@ rule evaluate_method:
     input:
         embeddings="results/embeddings/{method}.tsv",
         curated="results/evaluation/ground_truth.tsv",
+        extra=expand("results/evaluation/ground_truths/{name}.tsv", name=EXTRA_GROUND_TRUTHS),
     output:
         metrics="results/evaluation/{method}/metrics.tsv",
         ksweep="results/evaluation/{method}/ksweep.tsv",
@@ -53,9 +76,11 @@ rule evaluate_method:
         ),
         ap_per_gene="results/evaluation/{method}/ap_per_gene.tsv",
         map_per_complex="results/evaluation/{method}/map_per_complex.tsv",
+        extra=expand("results/evaluation/{{method}}/ground_truths/{name}/metrics.tsv", name=EXTRA_GROUND_TRUTHS),
     params:
         cfg=config["evaluation"],
         controls=config["controls"],
+        ground_truths=list(GROUND_TRUTHS),
     log:
         "results/logs/evaluate_method/{method}.log",
     benchmark:

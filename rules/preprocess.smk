@@ -9,7 +9,7 @@
 rule validate_inputs:
     input:
         cells=config["input"]["cells"],
-        ground_truth=config["input"]["ground_truth"],
+        ground_truth=list(GROUND_TRUTHS.values()),  # the primary one first
     output:
         cells="results/preprocess/cells.parquet",
     params:

@@ -36,6 +36,9 @@ def test_defaults_fill_an_empty_config_like_config_yaml_and_the_demo_adds_its_ow
     assert empty["preprocess"]["flatfield"].pop("offset") == 0
     assert demo["preprocess"]["crop"].pop("edge") == "pad"  # keeps the small demo's edge cells
     assert empty["preprocess"]["crop"].pop("edge") == "drop"
+    # two ground truths side by side: the demo's complexes and the coarser pairs of them
+    assert demo["input"].pop("ground_truth") == ["resources/demo/complexes.tsv", "resources/demo/processes.tsv"]
+    assert empty["input"].pop("ground_truth") == "resources/demo/complexes.tsv"
     assert len(demo["ood"].pop("genes")) == 10  # one gene per demo complex
     assert empty["ood"].pop("genes") is None
     assert empty == demo

@@ -19,7 +19,7 @@ SMALL = {
     "recall": {"percentile": 5},
     "umap": {"n_neighbors": 5, "min_dist": 0.1, "seed": 0},
 }
-SPEC_FIRST = ["method", "mAP", "purity_mean", "purity_sd", "nmi_mean", "nmi_sd",
+SPEC_FIRST = ["method", "ground_truth", "mAP", "purity_mean", "purity_sd", "nmi_mean", "nmi_sd",
               "ari_mean", "ari_sd", "recall"]
 
 
@@ -39,7 +39,7 @@ def test_evaluate_embeddings_writes_every_output(tmp_path):
                          index=["X1", "X2", "X3", "nontargeting"])
     metrics = evaluate_embeddings(pd.concat([emb, extra]), curated, SMALL, "toy", tmp_path,
                                   controls="nontargeting")
-    assert list(metrics.index) == METRIC_COLUMNS and METRIC_COLUMNS[:9] == SPEC_FIRST
+    assert list(metrics.index) == METRIC_COLUMNS and METRIC_COLUMNS[:10] == SPEC_FIRST
     assert metrics["mAP"] == pytest.approx(1.0)
     for s in ("purity", "nmi", "ari"):
         assert metrics[f"{s}_mean"] == pytest.approx(1.0) and metrics[f"{s}_sd"] == pytest.approx(0.0)
@@ -48,7 +48,10 @@ def test_evaluate_embeddings_writes_every_output(tmp_path):
     assert metrics["coverage"] == 1.0 and not metrics["coverage_warning"]
     assert metrics["map_fraction_significant"] == 1.0
     # 40 of 190 pairs are same-complex and the most similar; the top 5% holds 10 of them
-    assert metrics["recall"] == pytest.approx(10 / 40)
+    assert metrics["recall"] == pytest.approx(10 / 40) and metrics["recall_chance"] == pytest.approx(0.1)
+    # EFAAR's 10/90 thresholds: the 90th percentile of 190 pairs leaves the top 19 at or above it
+    assert metrics["recall_10_90"] == pytest.approx(19 / 40)
+    assert metrics["recall_10_90_chance"] == pytest.approx(0.2)
 
     table = pd.read_csv(tmp_path / "metrics.tsv", sep="\t")
     assert list(table.columns) == METRIC_COLUMNS and len(table) == 1
@@ -117,7 +120,7 @@ def test_combine_metrics(tmp_path):
     assert written.loc[0, "mAP"] > written.loc[1, "mAP"]
     assert (tmp_path / "ksweep.png").read_bytes()[:4] == b"\x89PNG"
     assert len(table) == 2
-    with pytest.raises(InputError, match="'good' appears in more than one"):
+    with pytest.raises(InputError, match="'good'.* appears more than once"):
         combine_metrics(metric_paths[:1] * 2, sweeps[:1] * 2, tmp_path / "x.tsv", tmp_path / "x.png")
 
 

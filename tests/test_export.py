@@ -60,6 +60,17 @@ def test_gene_anndata_round_trip(tmp_path):
     assert ad.uns["controls"] == "nt"
 
 
+def test_gene_anndata_keeps_every_ground_truths_rows(tmp_path):
+    m1 = pd.DataFrame([[1.0, 2.0], [3.0, 4.0]], index=["A", "B"])
+    curated = pd.DataFrame({"gene": ["A", "B"], "complex": ["c1", "c1"]})
+    metrics = pd.DataFrame({"method": ["m1", "m1"], "ground_truth": ["corum", "humap"], "mAP": [0.75, 0.5]})
+    write_gene_anndata(tmp_path / "genes.h5ad", {"m1": m1}, curated, ["A"], metrics)
+    ad = anndata.read_h5ad(tmp_path / "genes.h5ad")
+    assert ad.uns["metrics"]["m1"]["mAP"] == 0.75 and ad.uns["metrics"]["m1"]["ground_truth"] == "corum"
+    assert ad.uns["metrics_by_ground_truth"]["humap"]["m1"]["mAP"] == 0.5
+    assert set(ad.uns["metrics_by_ground_truth"]) == {"corum", "humap"}
+
+
 def test_gene_anndata_needs_a_metrics_row_per_method(tmp_path):
     emb = pd.DataFrame([[1.0]], index=["A"])
     metrics = pd.DataFrame({"method": ["other"], "mAP": [0.1]})

@@ -131,4 +131,25 @@ def test_report_montage_section(tmp_path, inputs):  # noqa: F811
     text = build(tmp_path, {**inputs, "montage_cells": 2})
     assert f"<h2>{esc(TITLES['montage'])}</h2>" in text
     assert "Compare each gene&#x27;s cells with the control cells" in text
-    assert len(re.findall(r'src="data:image/png', text)) == 7  # 6 without the montage
+    assert len(re.findall(r'src="data:image/png', text)) == 8  # 6 without the gene and complex montages
+    assert "cells per complex" in text
+
+
+def test_complex_montage_draws_cells_of_the_complex_genes_only():
+    from opsembed.report.figures import montage_figure
+    from opsembed.report.sections import complex_cells
+
+    obs = pd.DataFrame({"gene": ["A", "B", "X", "ctrl", "C", "A", "B"]})
+    curated = pd.DataFrame({"gene": ["A", "B", "C"], "complex": ["k2", "k2", "k1"]})
+    by_complex, groups = complex_cells(obs, curated, "ctrl")
+    assert groups == ["k1", "k2", "ctrl"] and list(by_complex["gene"]) == ["k2", "k2", "", "ctrl", "k1", "k2", "k2"]
+    asked = []
+
+    def crops_of(index):
+        asked.append(list(index))
+        return np.ones((len(index), 2, 3, 3))
+
+    montage_figure(by_complex, crops_of, ["DNA", "actin"], groups, 3, seed=1, unit="complex")
+    # k1: its one cell; k2: 3 of the 4 cells of A and B (never X's); ctrl: its one cell
+    assert asked[0][0] == 4 and set(asked[0][1:4]) <= {0, 1, 5, 6} and len(set(asked[0][1:4])) == 3
+    assert asked[0][4:] == [3]

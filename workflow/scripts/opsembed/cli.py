@@ -63,6 +63,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate.curate import curate_ground_truth
     from .io.config import load_config
     from .io.embeddings import read_embeddings
+    from .io.ground_truth import ground_truth_files
     from .io.tables import write_table
 
     try:
@@ -78,8 +79,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     write_table(curated, args.out / "ground_truth.tsv")
     write_table(log, args.out / "ground_truth_log.tsv")
     method = args.method or args.embeddings.stem
+    (name,) = ground_truth_files(str(args.ground_truth), key="--ground-truth")
     metrics = evaluate_embeddings(embeddings, curated, evaluation, method, args.out,
-                                  controls=controls, threads=args.threads)
+                                  controls=controls, threads=args.threads, ground_truth=name)
     print(metrics.to_frame().T.to_csv(sep="\t", index=False), end="")
     return 0
 

@@ -2,7 +2,8 @@
 
 :func:`evaluate_embeddings` writes into its output folder:
 
-- ``metrics.tsv``: one row (columns :data:`METRIC_COLUMNS`);
+- ``metrics.tsv``: one row (columns :data:`METRIC_COLUMNS`; ``ground_truth`` names the
+  ground truth);
 - ``ap_per_gene.tsv`` (gene, complex, average_precision, n_pos_pairs, n_total_pairs,
   p_value, corrected_p_value, significant: BH over genes) and ``map_per_complex.tsv``
   (complex, mean_average_precision, p_value, corrected_p_value, significant);
@@ -12,6 +13,11 @@
 - ``umap.tsv`` (gene, complex, umap_1, umap_2) and ``umap.png``;
 - ``heatmap.png`` (clustered gene x gene cosine similarity) and ``complex_ap.png`` (mean
   AP per complex), see :mod:`opsembed.evaluate.gene_figures`.
+
+The UMAP and the figures are left out with ``figures=False``. :func:`evaluate_ground_truths`
+scores one method against several ground truths: the first (primary) one as above in the
+output folder, each further one without figures in ``ground_truths/<name>/`` below it, and
+all rows (primary first) in the folder's ``metrics.tsv``.
 """
 
 from __future__ import annotations
@@ -32,18 +38,19 @@ from ..io.tables import read_table, write_table
 from .average_precision import gene_average_precision, map_significance
 from .clustering import SCORES, k_sweep, summarise
 from .gene_figures import complex_ap, gene_significance, plot_complex_ap, plot_similarity_heatmap
-from .recall import known_relationship_recall
+from .recall import EFAAR_PERCENTILE, known_relationship_recall, recall_chance
 from .umap_plot import plot_umap, umap_coordinates
 
 logger = logging.getLogger(__name__)
 
 METRIC_COLUMNS = [
-    "method", "mAP", "purity_mean", "purity_sd", "nmi_mean", "nmi_sd", "ari_mean", "ari_sd",
-    "recall", "n_genes_embedded", "n_genes_evaluated", "n_complexes", "n_genes_ignored",
+    "method", "ground_truth", "mAP", "purity_mean", "purity_sd", "nmi_mean", "nmi_sd", "ari_mean",
+    "ari_sd", "recall", "recall_chance", "recall_10_90", "recall_10_90_chance", "n_genes_embedded", "n_genes_evaluated", "n_complexes", "n_genes_ignored",
     "n_genes_curated", "coverage", "coverage_warning", "map_p_value", "map_fraction_significant",
     "k", "n_runs", "kmeans_seed", "map_null_size", "map_seed", "recall_percentile", "umap_seed",
 ]
-"""Columns of ``metrics.tsv``, in order."""
+"""Columns of ``metrics.tsv``, in order. ``recall`` is at ``recall_percentile`` (both tails),
+``recall_10_90`` at EFAAR's 10th/90th percentiles; ``*_chance`` is a random embedding's."""
 
 MIN_COVERAGE = 0.5
 """Below this fraction of curated genes present in the embedding, a warning is raised."""
@@ -51,7 +58,8 @@ MIN_COVERAGE = 0.5
 
 def evaluate_embeddings(embeddings: pd.DataFrame, curated: pd.DataFrame, cfg: dict, method: str,
                         out_dir: str | os.PathLike, controls: str | None = None,
-                        threads: int | None = None) -> pd.Series:
+                        threads: int | None = None, ground_truth: str | None = None,
+                        figures: bool = True) -> pd.Series:
     """Score one method's gene embeddings against curated complexes; write ``out_dir``.
 
     ``embeddings``: float frame indexed by gene (one row per gene, no NaN); rows of the
@@ -62,7 +70,9 @@ def evaluate_embeddings(embeddings: pd.DataFrame, curated: pd.DataFrame, cfg: di
     When fewer than ``MIN_COVERAGE`` of the curated genes are present a warning is logged
     and ``coverage_warning`` is True. ``cfg`` is the config's ``evaluation`` block
     (``map``, ``kmeans``, ``recall``, ``umap`` are used). ``threads`` sets torch's thread
-    count for the k-means (None: leave it). Returns the metrics row (index
+    count for the k-means (None: leave it). ``ground_truth`` is the ground truth's name,
+    written in the row's ``ground_truth`` column; ``figures=False`` skips the UMAP and every
+    figure (the tables are written). Returns the metrics row (index
     :data:`METRIC_COLUMNS`). Raises InputError on duplicate genes, NaN/inf or all-zero
     rows, or when fewer than 2 complexes can be evaluated.
     """
@@ -119,16 +129,20 @@ def evaluate_embeddings(embeddings: pd.DataFrame, curated: pd.DataFrame, cfg: di
     t2 = time.perf_counter()
 
     recall = known_relationship_recall(values, labels, rc["percentile"])
-    coords = umap_coordinates(values, um["n_neighbors"], um["min_dist"], um["seed"])
-    umap_table = pd.DataFrame({"gene": genes, "complex": labels,
-                               "umap_1": coords[:, 0], "umap_2": coords[:, 1]})
+    recall_10_90 = known_relationship_recall(values, labels, EFAAR_PERCENTILE)
+    if figures:
+        coords = umap_coordinates(values, um["n_neighbors"], um["min_dist"], um["seed"])
+        umap_table = pd.DataFrame({"gene": genes, "complex": labels,
+                                   "umap_1": coords[:, 0], "umap_2": coords[:, 1]})
     t3 = time.perf_counter()
 
-    row = {"method": method, "mAP": float(ap["average_precision"].mean())}
+    row = {"method": method, "ground_truth": ground_truth,
+           "mAP": float(ap["average_precision"].mean())}
     for s in SCORES:
         row[f"{s}_mean"] = float(main[s].mean())
         row[f"{s}_sd"] = float(main[s].std(ddof=0))
-    row["recall"] = recall
+    row.update(recall=recall, recall_chance=recall_chance(rc["percentile"]), recall_10_90=recall_10_90,
+               recall_10_90_chance=recall_chance(EFAAR_PERCENTILE))
     row.update(counts)
     row.update(map_p_value=map_p,
                map_fraction_significant=float(per_complex["significant"].mean()),
@@ -140,19 +154,41 @@ def evaluate_embeddings(embeddings: pd.DataFrame, curated: pd.DataFrame, cfg: di
     write_table(per_complex, out / "map_per_complex.tsv")
     write_table(main, out / "kmeans_runs.tsv")
     write_table(sweep, out / "ksweep.tsv")
-    write_table(umap_table, out / "umap.tsv")
-    plot_umap(umap_table, out / "umap.png", f"{method}: {len(genes)} genes, {k} complexes")
-    plot_ksweep([sweep], out / "ksweep.png", marks=[k])
-    plot_similarity_heatmap(values, genes, labels, out / "heatmap.png",
-                            f"{method}: cosine similarity of {len(genes)} genes, clustered")
-    plot_complex_ap(complex_ap(ap, per_complex), out / "complex_ap.png",
-                    f"{method}: mean AP per complex (genes)",
-                    chance=float((ap["n_pos_pairs"] / ap["n_total_pairs"]).mean()))
+    if figures:
+        write_table(umap_table, out / "umap.tsv")
+        plot_umap(umap_table, out / "umap.png", f"{method}: {len(genes)} genes, {k} complexes")
+        plot_ksweep([sweep], out / "ksweep.png", marks=[k])
+        plot_similarity_heatmap(values, genes, labels, out / "heatmap.png",
+                                f"{method}: cosine similarity of {len(genes)} genes, clustered")
+        plot_complex_ap(complex_ap(ap, per_complex), out / "complex_ap.png",
+                        f"{method}: mean AP per complex (genes)",
+                        chance=float((ap["n_pos_pairs"] / ap["n_total_pairs"]).mean()))
     write_table(metrics.to_frame().T, out / "metrics.tsv")
-    logger.info("%s evaluated in %.2f s (mAP %.2f s, %d k-means runs %.2f s, recall+UMAP %.2f s): "
-                "mAP %.3f, purity %.3f, NMI %.3f, ARI %.3f, recall %.3f", method,
+    logger.info("%s evaluated against %s in %.2f s (mAP %.2f s, %d k-means runs %.2f s, recall+UMAP "
+                "%.2f s): mAP %.3f, purity %.3f, NMI %.3f, ARI %.3f, recall %.3f", method, ground_truth,
                 time.perf_counter() - t0, t1 - t0, len(runs), t2 - t1, t3 - t2, row["mAP"],
                 row["purity_mean"], row["nmi_mean"], row["ari_mean"], recall)
+    return metrics
+
+
+def evaluate_ground_truths(embeddings: pd.DataFrame, curated: dict[str, pd.DataFrame], cfg: dict,
+                           method: str, out_dir: str | os.PathLike, controls: str | None = None,
+                           threads: int | None = None) -> pd.DataFrame:
+    """:func:`evaluate_embeddings` of one method against each ground truth of ``curated``
+    (``{name: curated table}``, ordered, primary first): the primary one with figures into
+    ``out_dir``, each further one without figures into ``out_dir/ground_truths/<name>``.
+    Writes and returns the metrics of all of them, one row per ground truth in the order of
+    ``curated``, as ``out_dir/metrics.tsv``. Raises ValueError when ``curated`` is empty.
+    """
+    if not curated:
+        raise ValueError("evaluate_ground_truths: no ground truth given")
+    rows = []
+    for i, (name, table) in enumerate(curated.items()):
+        where = Path(out_dir) if i == 0 else Path(out_dir) / "ground_truths" / name
+        rows.append(evaluate_embeddings(embeddings, table, cfg, method, where, controls=controls,
+                                        threads=threads, ground_truth=name, figures=i == 0))
+    metrics = pd.DataFrame(rows).reset_index(drop=True)
+    write_table(metrics, Path(out_dir) / "metrics.tsv")
     return metrics
 
 
@@ -190,19 +226,25 @@ def plot_ksweep(sweeps: list[pd.DataFrame], path: str | os.PathLike, marks=()) -
 
 def combine_metrics(metric_paths, ksweep_paths, out_tsv: str | os.PathLike,
                     out_png: str | os.PathLike) -> pd.DataFrame:
-    """One-row-per-method table of the ``metrics.tsv`` files and the combined k-sweep figure.
+    """The ``metrics.tsv`` files in one table (one row per method and ground truth) and the
+    combined k-sweep figure (the primary ground truth's sweeps, ``ksweep_paths``).
 
-    Rows keep the order of ``metric_paths``; a method appearing twice raises InputError.
-    Returns the table written to ``out_tsv``.
+    Rows keep the order of ``metric_paths`` and, within a file, its order; a (method,
+    ground truth) pair appearing twice raises InputError. Returns the table written to
+    ``out_tsv``.
     """
     table = pd.concat([read_table(p) for p in metric_paths], ignore_index=True)
-    dup = table["method"].duplicated()
+    keys = ["method"] + (["ground_truth"] if "ground_truth" in table.columns else [])
+    dup = table.duplicated(keys)
     if dup.any():
-        raise InputError(f"combine_metrics: method {table['method'][dup].iloc[0]!r} appears in more "
-                         "than one metrics file.")
+        first = table.loc[dup, keys].iloc[0].tolist()
+        raise InputError(f"combine_metrics: {dict(zip(keys, first))} appears more than once in the "
+                         "metrics files.")
     write_table(table, out_tsv)
     sweeps = [read_table(p) for p in ksweep_paths]
-    plot_ksweep(sweeps, out_png, marks=table["k"].astype(int).tolist())
+    names = table["ground_truth"].astype(str) if "ground_truth" in keys else pd.Series("", index=table.index)
+    primary = table[names == names.iloc[0]]
+    plot_ksweep(sweeps, out_png, marks=primary["k"].astype(int).tolist())
     return table
 
 

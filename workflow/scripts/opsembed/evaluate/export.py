@@ -8,8 +8,9 @@
   categorical, NaN for genes outside the curated ground truth), ``curated`` (bool),
   ``n_cells`` (int64, cells of the gene in ``cells.h5``), ``in_<method>`` (bool, the gene
   has that method's embedding). ``uns``: ``methods`` (names, in metrics order),
-  ``metrics`` ({method: its metrics.tsv row}), ``seeds`` ({dotted config key: seed}),
-  ``controls``.
+  ``metrics`` ({method: its metrics.tsv row against the primary ground truth, the first
+  in the table}), ``metrics_by_ground_truth`` ({ground truth: {method: row}}, every
+  ground truth of metrics.tsv, when it has a ``ground_truth`` column), ``seeds`` ({dotted config key: seed}), ``controls``.
 - :func:`cell_profiles` / :func:`write_cell_profiles`: per-cell features with
   pycytominer's column conventions: metadata first, each named ``Metadata_<Name>``
   (``Metadata_cell_id, Metadata_Plate, Metadata_Well, Metadata_Tile, Metadata_Gene,
@@ -125,15 +126,21 @@ def gene_anndata(embeddings: dict[str, pd.DataFrame], curated: pd.DataFrame, cel
     ``embeddings``: {method: float frame indexed by gene}, as from
     :func:`opsembed.io.embeddings.read_embeddings`; ``curated``: columns ``gene, complex``;
     ``cell_genes``: the gene label of every cell (cells.h5 obs ``gene``), counted into
-    ``n_cells``; ``metrics``: the combined metrics table (column ``method``), each
-    method's row stored in ``uns["metrics"]`` (a method missing there raises InputError);
+    ``n_cells``; ``metrics``: the combined metrics table (columns ``method`` and, where
+    several ground truths ran, ``ground_truth``), each method's row against the first
+    ground truth stored in ``uns["metrics"]``, its rows against each in
+    ``uns["metrics_by_ground_truth"]`` (a method missing there raises InputError);
     ``seeds``: stored as ``uns["seeds"]``; ``controls``: a gene label left out.
     """
     import anndata
 
     if not embeddings:
         raise InputError("export: no method's embeddings to write.")
-    by_method = metrics.assign(method=metrics["method"].astype(str)).set_index("method")
+    metrics = metrics.assign(method=metrics["method"].astype(str))
+    names = (metrics["ground_truth"].astype(str) if "ground_truth" in metrics.columns
+             else pd.Series("", index=metrics.index))
+    by_truth = {g: metrics[names == g].set_index("method") for g in dict.fromkeys(names)}
+    by_method = next(iter(by_truth.values())) if by_truth else metrics.set_index("method")
     absent = [m for m in embeddings if m not in by_method.index]
     if absent:
         raise InputError(f"export: method(s) {absent} have embeddings but no row in the metrics table.")
@@ -154,6 +161,10 @@ def gene_anndata(embeddings: dict[str, pd.DataFrame], curated: pd.DataFrame, cel
            "metrics": {m: {k: _plain(v) for k, v in by_method.loc[m].items()} for m in embeddings},
            "seeds": {str(k): _plain(v) for k, v in (seeds or {}).items()},
            "controls": "" if controls is None else str(controls)}
+    if "ground_truth" in metrics.columns:
+        uns["metrics_by_ground_truth"] = {g: {m: {k: _plain(v) for k, v in t.loc[m].items()}
+                                              for m in embeddings if m in t.index}
+                                          for g, t in by_truth.items()}
     return anndata.AnnData(X=np.zeros((len(index), 0)), obs=obs, obsm=obsm, uns=uns)
 
 

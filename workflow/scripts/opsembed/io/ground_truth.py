@@ -12,14 +12,21 @@ are skipped. The layout is decided once per file, in this order:
 Long form: one gene per line, the value taken whole (a symbol may contain spaces).
 Wide form (EFAAR ``CORUM_clusters.tsv``): one complex per line, its genes separated by
 spaces, so a wide-form symbol cannot contain a space.
+
+``input.ground_truth`` names one such file, a list of them, or a mapping ``{name: file}``;
+:func:`ground_truth_files` turns each into the ordered ``{name: file}`` the pipeline uses
+(the first is the primary ground truth).
 """
 
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 import pandas as pd
 
+from .atomic import atomic_path
 from .errors import InputError
 from .tables import check_text_file, text_read_errors
 
@@ -30,6 +37,59 @@ EXPECTED = ("a complex TSV (UTF-8 text: 'name<TAB>genes separated by spaces' or 
 LONG, WIDE = "long", "wide"
 _HEADERS = {("complex", "gene"): LONG, ("name", "gene"): LONG,
             ("name", "genes"): WIDE, ("complex", "genes"): WIDE}
+
+
+NAME = re.compile(r"[A-Za-z0-9_]+")
+"""A ground truth's name: it names folders and is a metrics.tsv value."""
+
+
+def ground_truth_files(value, key: str = "input.ground_truth") -> dict[str, str]:
+    """The ground truths of the config value ``value``, as ``{name: path}`` in order.
+
+    ``value``: one path (str), a list of paths, or a mapping ``{name: path}``. A path's
+    name, where not given, is its file name without the suffix (``CORUM_clusters.tsv`` ->
+    ``CORUM_clusters``), with any character other than a letter, digit or underscore
+    replaced by ``_``. Raises InputError naming ``key`` for an empty list or mapping, a
+    name that is not ``[A-Za-z0-9_]+``, a name or a path given twice, or a path that is
+    not a string.
+    """
+    if isinstance(value, (str, os.PathLike)):
+        value = [value]
+    if isinstance(value, dict):
+        pairs = [(str(k), v) for k, v in value.items()]
+    elif isinstance(value, (list, tuple)):
+        pairs = [(re.sub(r"[^A-Za-z0-9_]", "_", Path(str(p)).stem) if isinstance(p, (str, os.PathLike)) else "?", p)
+                 for p in value]
+    else:
+        raise InputError(f"{key}: expected a file, a list of files or a mapping {{name: file}}; "
+                         f"got {value!r}.")
+    if not pairs:
+        raise InputError(f"{key}: no ground-truth file given. Name at least one complex TSV.")
+    out: dict[str, str] = {}
+    for name, path in pairs:
+        if not isinstance(path, (str, os.PathLike)) or not str(path):
+            raise InputError(f"{key}: {path!r} (ground truth {name!r}) is not a file path.")
+        if not NAME.fullmatch(name):
+            raise InputError(f"{key}: ground-truth name {name!r} must consist of letters, digits and "
+                             "underscores (it names result folders). Give the files as a mapping "
+                             "{name: file} with such names.")
+        if name in out:
+            raise InputError(f"{key}: two ground truths are named {name!r}. Give the files as a "
+                             "mapping {name: file} with distinct names.")
+        if str(path) in out.values():
+            raise InputError(f"{key}: {path} is listed twice.")
+        out[name] = str(path)
+    return out
+
+
+def write_long(complexes: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write a ``complex, gene`` frame atomically in the long layout with its header line
+    (``complex<TAB>gene``, one gene per line, in the frame's order)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write("complex\tgene\n")
+            for name, gene in complexes[["complex", "gene"]].astype(str).itertuples(index=False):
+                handle.write(f"{name}\t{gene}\n")
 
 
 def read_complexes(path: str | os.PathLike) -> pd.DataFrame:

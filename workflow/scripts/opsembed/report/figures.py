@@ -94,14 +94,16 @@ def montage_channels(channels: list[str]) -> list[tuple[int, str]]:
 
 
 def montage_figure(obs: pd.DataFrame, crops_of, channels: list[str], genes: list[str],
-                   n_cells: int, seed: int, labels: dict | None = None, genes_per_row: int = 3) -> Figure:
+                   n_cells: int, seed: int, labels: dict | None = None, genes_per_row: int = 3,
+                   unit: str = "gene") -> Figure:
     """``n_cells`` real cells per gene drawn at random (numpy ``seed``; fewer when a gene
     has fewer), genes in the given order, ``genes_per_row`` genes side by side.
 
     ``obs``: per-cell table with ``gene`` (row order of the crops); ``crops_of(index)``
     returns float (k, C, S, S) crops of those rows; ``labels`` maps a gene to its caption
     (e.g. its complex). Each crop is an RGB composite of :func:`montage_channels`, each
-    channel clipped to its 1st-99.5th percentile over all shown crops.
+    channel clipped to its 1st-99.5th percentile over all shown crops. ``unit`` names what
+    a ``gene`` label is in the title (e.g. "complex" when ``obs["gene"]`` holds complexes).
     """
     rng = np.random.default_rng(seed)
     cell_genes = obs["gene"].astype(str).to_numpy()
@@ -135,7 +137,7 @@ def montage_figure(obs: pd.DataFrame, crops_of, channels: list[str], genes: list
         label = gene if not labels or gene not in labels else f"{gene} ({labels[gene]})"
         axes[r, c0 * n_cells].set_title(label[:42], fontsize=7, loc="left")
     legend = ", ".join(f"{channels[c]} {name}" for c, name in shown)
-    fig.suptitle(f"{n_cells} random cells per gene; {legend}", fontsize=9)
+    fig.suptitle(f"{n_cells} random cells per {unit}; {legend}", fontsize=9)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.6 / (max(n_rows, 1) + 0.4),
                         wspace=0.04, hspace=0.35)
     return fig
