@@ -276,9 +276,9 @@ def montage_section(cells, curated: pd.DataFrame, controls: str | None, n_cells:
                     "phenotype looks different from them, and genes of one complex should look "
                     "different in the same way.")
             + image(png(fig_complex, dpi=80), "cells per complex",
-                    "Each row pair is one complex's knockout cells, pooled over its genes, next to "
-                    "another's, the controls last: a complex with a phenotype shows it in most of "
-                    "its cells."))
+                    "Two complexes per row, each with cells drawn from all its genes' knockouts, the "
+                    "controls last: a complex with a phenotype shows it in most of its cells, "
+                    "whichever gene was knocked out."))
     return Section("montage", TITLES["montage"], body)
 
 
