@@ -28,7 +28,7 @@ from opsembed.train.data import CellImages, iterate_batches  # noqa: E402
 from opsembed.train.device import resolve_device  # noqa: E402
 from opsembed.train.grape_trainer import GrapeTrainer, grape_config  # noqa: E402
 
-PAPER = {"image_size": 96, "dim_in": 64, "max_conv_dim": 512, "style_dim": 64, "embed_dim": 500,
+PAPER = {"image_size": 96, "dim_in": 64, "max_conv_dim": 512, "n_down": 3, "style_dim": 64, "embed_dim": 500,
          "mapping_hidden": 512, "batch_size": 256}
 TINY = {"image_size": 32, "dim_in": 8, "max_conv_dim": 32, "style_dim": 8, "embed_dim": 500,
         "mapping_hidden": 64, "batch_size": 32}
