@@ -113,7 +113,12 @@ def test_virtual_cells_h5_equals_the_single_file_layout(screen):
     assert missing_sources(moved / "cells.h5") == []
     os.remove(moved / "cells" / "B1" / "A02.h5")
     assert missing_sources(moved / "cells.h5") == ["cells/B1/A02.h5"]
-    assert np.isnan(read_crops(moved / "cells.h5", [300])).all()  # a lost source reads as NaN, not as data
+    with h5py.File(moved / "cells.h5") as f:  # through HDF5 itself a lost source reads as NaN, not as data
+        assert np.isnan(f["images"][300]).all() and not np.isnan(f["images"][0]).any()
+    from opsembed.io.errors import InputError
+
+    with pytest.raises(InputError, match=r"cells.h5: its images read from .*cells/B1/A02.h5, which cannot be opened"):
+        read_crops(moved / "cells.h5", [0, 300])  # the library's reader names the file
 
 
 def test_group_counts_lists_distinct_rows_in_file_order(tmp_path):

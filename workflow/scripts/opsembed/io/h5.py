@@ -12,6 +12,7 @@ Layout:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_path
+from .errors import InputError
 
 
 def write_cells_h5(
@@ -153,16 +155,69 @@ def read_crops(path: str | os.PathLike, index: Iterable[int] | None = None) -> n
     """Read crops as float32 (n, C, S, S), in the order of ``index`` (all when None).
 
     Reads crop by crop with ``read_direct``; fancy indexing on chunked data is ~10x slower.
+    Through a virtual ``images`` (``write_virtual_cells_h5``) the rows are read from the
+    source files themselves, kept open in this process (``_source``), which is as fast as
+    one plain file; a missing source is an InputError naming it (not rows of NaN).
     """
+    if index is not None:
+        index = np.asarray(list(index), dtype=np.int64)
+        layout = _virtual_layout(str(path), os.stat(path).st_mtime_ns)
+        if layout is not None:
+            return _read_virtual(path, layout, index).astype(np.float32)
     with h5py.File(path, "r") as f:
         dset = f["images"]
         if index is None:
             return dset[...].astype(np.float32)
-        index = np.asarray(list(index), dtype=np.int64)
         out = np.empty((len(index),) + dset.shape[1:], dtype=np.float16)
         for i, j in enumerate(index):
             dset.read_direct(out, np.s_[j:j + 1], np.s_[i:i + 1])
         return out.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _virtual_layout(path: str, mtime_ns: int):
+    """None for a plain ``images``; else (row starts, row stops, source files, dataset names,
+    shape) of its sources, sorted by start (cached per file version)."""
+    with h5py.File(path, "r") as f:
+        dset = f["images"]
+        if not dset.is_virtual:
+            return None
+        parts = []
+        for vs in dset.virtual_sources():
+            (start, *_), (stop, *_) = vs.vspace.get_select_bounds()
+            parts.append((start, stop + 1, str(Path(path).parent / vs.file_name), vs.dset_name))
+        shape = dset.shape
+    parts.sort()
+    return (np.array([p[0] for p in parts], np.int64), np.array([p[1] for p in parts], np.int64),
+            [p[2] for p in parts], [p[3] for p in parts], shape)
+
+
+@functools.lru_cache(maxsize=256)
+def _source(pid: int, path: str, mtime_ns: int) -> h5py.File:
+    """A source file of a virtual dataset, open read-only in process ``pid`` (a forked
+    DataLoader worker opens its own) for this file version; no chunk cache (a crop is a chunk)."""
+    return h5py.File(path, "r", rdcc_nbytes=0)
+
+
+def _read_virtual(path, layout, index: np.ndarray) -> np.ndarray:
+    starts, stops, files, names, shape = layout
+    if len(index) and (index.min() < 0 or index.max() >= shape[0]):
+        raise IndexError(f"{path}: rows outside 0..{shape[0] - 1}")
+    which = np.searchsorted(starts, index, side="right") - 1
+    if len(index) and ((which < 0).any() or (index >= stops[np.maximum(which, 0)]).any()):
+        raise ValueError(f"{path}: rows outside every source of its virtual images")
+    out = np.empty((len(index),) + tuple(shape[1:]), dtype=np.float16)
+    for w in np.unique(which):
+        try:
+            dset = _source(os.getpid(), files[w], os.stat(files[w]).st_mtime_ns)[names[w]]
+        except (FileNotFoundError, OSError) as exc:
+            raise InputError(f"{path}: its images read from {files[w]}, which cannot be opened "
+                             f"({type(exc).__name__}); rerun the preprocessing (rule zscore_well).") from None
+        offset = int(starts[w])
+        for i in np.flatnonzero(which == w):
+            j = int(index[i]) - offset
+            dset.read_direct(out, np.s_[j:j + 1], np.s_[i:i + 1])
+    return out
 
 
 def read_crop_range(path: str | os.PathLike, start: int, stop: int) -> np.ndarray:

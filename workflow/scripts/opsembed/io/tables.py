@@ -34,19 +34,24 @@ TEXT_COLUMNS = ("plate", "well", "tile", "cell_id", "sgRNA", "gene", "batch", "s
 
 
 def read_table(path: str | os.PathLike, columns: list[str] | None = None,
-               text: Iterable[str] = ()) -> pd.DataFrame:
+               text: Iterable[str] = (), where: dict[str, str] | None = None) -> pd.DataFrame:
     """Read a CSV, TSV or Parquet file, chosen by its extension (``.gz`` allowed).
 
     ``columns`` restricts the columns read (all when None). Columns in ``TEXT_COLUMNS``
     or ``text`` come back as str exactly as written (NaN only where a field is empty).
-    Raises InputError naming the file when it is missing, of an unknown type, binary,
-    not UTF-8, not parseable, or lacks a column of ``columns``.
+    ``where`` ({text column: value}) keeps only the rows with those values (index
+    0..n-1); a Parquet file is filtered while it is read (memory: the kept rows), e.g. one
+    well of a genome-scale table. Raises InputError naming the file when it is missing, of
+    an unknown type, binary, not UTF-8, not parseable, or lacks a column of ``columns``.
     """
     path, kind = _table_kind(path)
     text = set(TEXT_COLUMNS) | set(text)
     if kind == ".parquet":
-        return _read_parquet(path, columns, text)
-    return read_delimited(path, _SEPARATORS[kind], columns, text, _EXPECTED[kind])
+        return _read_parquet(path, columns, text, where)
+    table = read_delimited(path, _SEPARATORS[kind], columns, text, _EXPECTED[kind])
+    for column, value in (where or {}).items():
+        table = table[table[column].astype(str) == str(value)]
+    return table.reset_index(drop=True) if where else table
 
 
 def read_delimited(path: str | os.PathLike, sep: str, columns: list[str] | None,
@@ -204,8 +209,9 @@ def _table_kind(path) -> tuple[Path, str]:
     return path, kind
 
 
-def _read_parquet(path: Path, columns: list[str] | None, text: set[str]) -> pd.DataFrame:
-    """Parquet through pyarrow; ``text`` columns cast to strings (nulls stay missing)."""
+def _read_parquet(path: Path, columns: list[str] | None, text: set[str], where: dict | None = None) -> pd.DataFrame:
+    """Parquet through pyarrow; ``text`` columns cast to strings (nulls stay missing);
+    ``where`` rows only (string columns compared to the values as str)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -215,7 +221,11 @@ def _read_parquet(path: Path, columns: list[str] | None, text: set[str]) -> pd.D
             missing = [c for c in columns if c not in names]
             if missing:
                 raise InputError(f"{path}: missing column(s) {missing}; its columns are {names}.")
-        table = pq.read_table(path, columns=columns)
+        filters = None
+        if where:
+            schema = pq.read_schema(path)
+            filters = [(c, "==", str(v) if pa.types.is_string(schema.field(c).type) else v) for c, v in where.items()]
+        table = pq.read_table(path, columns=columns, filters=filters)
         for i, field in enumerate(table.schema):
             if field.name in text and not pa.types.is_string(field.type):
                 table = table.set_column(i, field.name, table.column(i).cast(pa.string()))

@@ -129,8 +129,7 @@ def run_crop_well(cells_path: str | os.PathLike, flatfield_path, percentiles_pat
     ``{channel}`` pattern (see ``io.tiles``).
     """
     size, edge = int(crop_cfg["size"]), crop_cfg["edge"]
-    cells = read_table(cells_path)
-    cells = cells[(cells["plate"] == str(plate)) & (cells["well"] == str(well))]
+    cells = read_table(cells_path, where={"plate": str(plate), "well": str(well)})  # this well's rows only
     flatfield, darkfield, model_channels = load_model(flatfield_path)
     if list(model_channels) != list(channels):
         raise ValueError(f"{flatfield_path}: channels {model_channels} differ from config {channels}")
