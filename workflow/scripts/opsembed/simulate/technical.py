@@ -17,9 +17,9 @@ Per plate (``TechnicalEffects``):
 - Bleed-through: channel c receives U(0, 0.08) of channel c - 1's photons (spectral
   cross-talk of neighbouring fluorophores, typically 1-10 %, varying with filter sets and
   exposure between acquisitions).
-- Structured low-frequency background: autofluorescence times 1 + a * F, F a smooth
-  unit-SD random field drawn per tile (correlation length a quarter of the tile), a ~
-  U(0.1, 0.5) per plate and channel (F has mean 0 and SD 1 over each tile) (uneven washing, out-of-focus debris and meniscus
+- Structured low-frequency background: autofluorescence times exp(a F - a^2 / 2), F a
+  smooth random field drawn per tile (correlation length a quarter of the tile; mean 0 and
+  SD 1 over each tile), a ~ U(0.1, 0.5) per plate and channel (uneven washing, out-of-focus debris and meniscus
   effects; not a fixed per-plate field, so BaSiC's darkfield cannot remove it).
 - Read noise: ``READ_NOISE * (1 + 3 U(0, 1))`` ADU (2-8 ADU, from scientific CMOS
   to older CCD cameras and different gain settings).
@@ -121,9 +121,11 @@ def bleed_through(photons: np.ndarray, bleed: np.ndarray) -> np.ndarray:
 
 
 def background_field(shape: tuple[int, int], amp: float, rng: np.random.Generator) -> np.ndarray:
-    """1 + amp * F, F Gaussian-smoothed white noise (sigma a quarter of the side, wrap
-    mode) rescaled to mean 0 and SD 1 over the tile; clipped at 0. float64 ``shape``."""
+    """exp(amp * F - amp**2 / 2), F Gaussian-smoothed white noise (sigma a quarter of the
+    side, wrap mode) rescaled to mean 0 and SD 1 over the tile: a positive field of median
+    about 1 whose log has SD ``amp``. float64 ``shape``. (Positive, so that the background
+    never vanishes: BaSiC fails on tiles with many pixels below the camera offset.)"""
     white = rng.standard_normal(shape)
     field = ndimage.gaussian_filter(white, max(shape) / 4.0, mode="wrap")
     field = (field - field.mean()) / (field.std() or 1.0)
-    return np.maximum(1.0 + amp * field, 0.0)
+    return np.exp(amp * field - amp ** 2 / 2.0)
