@@ -163,3 +163,16 @@ def test_a_mapping_of_ground_truths_plans_their_curation_and_tables(tmp_path):
     assert "results/evaluation/ground_truths/CORUM.tsv" not in proc.stdout  # the primary keeps its paths
     bad = _dry_run(tmp_path, {"my truth": "resources/demo/complexes.tsv"})
     assert bad.returncode != 0 and "input.ground_truth: ground-truth name 'my truth'" in bad.stdout + bad.stderr
+
+
+def test_validation_stops_on_a_further_ground_truth_leaving_one_complex(tmp_path):
+    """Every ground truth is curated at validation, not only the primary one."""
+    from test_input_tables import _screen, _snakemake
+
+    root = _screen(tmp_path, complexes="C1\tG1 G2\nC2\tG3 G4\n")
+    (root / "humap.tsv").write_text("H1\tG1 G2\nH2\tG3 OTHER\n")
+    proc = _snakemake(root, {"input": {"ground_truth": {"CORUM": str(root / "complexes.tsv"),
+                                                        "HuMAP": str(root / "humap.tsv")}}})
+    assert proc.returncode != 0
+    assert "Error in rule validate_inputs" in proc.stderr
+    assert "humap.tsv: fewer than 2 usable complexes" in proc.stderr
