@@ -14,7 +14,7 @@ GENES = ["GENEA", "GENEB", "GENEC", "GENED", "ctrl"]
 TINY = {"image_size": 16, "dim_in": 4, "max_conv_dim": 8, "style_dim": 4, "embed_dim": 8,
         "mapping_hidden": 8, "batch_size": 10, "log_every": 2, "checkpoint_every": 4,
         "device": "cpu", "num_workers": 0, "progress_interval": 60.0, "n_sample_cells": 2,
-        "n_sample_genes": 2}
+        "n_sample_genes": 2, "warmup_iters": 0}
 """Widths and run settings small enough for a CPU training step in milliseconds."""
 
 

@@ -105,6 +105,7 @@ def test_restyle_quality_of_a_perfect_and_a_collapsed_restyler():
     assert m["nucleus_iou"] == pytest.approx(1.0)
     assert m["centroid_shift_px"] == pytest.approx(0.0, abs=1e-9)
     assert m["input_dependence"] == pytest.approx(1.0)
+    assert m["nucleus_iou_other_input"] < 1.0 and m["centroid_shift_other_input_px"] > 0   # the centres differ
     assert m["class_accuracy_generated"] == pytest.approx(1.0)
     assert m["class_accuracy_inputs"] == pytest.approx(1 / 3)        # every input looks like G1
     assert m["class_accuracy_chance"] == pytest.approx(1 / 3)

@@ -193,3 +193,21 @@ def test_unknown_config_key_is_refused():
         grape_config({"iteration": 5})
     with pytest.raises(InputError, match="ema"):
         grape_config({"ema": {"gama": 0.5}})
+
+
+def test_warmup_steps_train_only_reconstruction(cells_h5, one_thread):
+    images = CellImages(cells_h5, 16, CPU, "auto", 0.5)
+    trainer = GrapeTrainer(images, grape_config({**TINY, "warmup_iters": 2}), 0)
+    before = {k: [p.detach().clone() for p in m.parameters()] for k, m in trainer.nets.items()}
+    x, y = _batch(cells_h5)
+    with torch.no_grad():
+        want = (trainer.nets["generator"](x, trainer.nets["style_encoder"](x)) - x).abs().mean()
+    losses = dict(zip(trainer.loss_names, trainer.train_step(0, {"x": (x, y)}).tolist()))
+    assert losses["cycle"] == pytest.approx(want.item(), rel=1e-5) and losses["g_total"] == losses["cycle"]
+    assert all(v == 0 for k, v in losses.items() if k not in ("cycle", "g_total"))
+    changed = {k: any(not torch.equal(a, b) for a, b in zip(before[k], m.parameters()))
+               for k, m in trainer.nets.items()}
+    assert changed == {"style": False, "generator": True, "style_encoder": True, "discriminator": False}
+    trainer.train_step(1, {"x": (x, y)})
+    losses = dict(zip(trainer.loss_names, trainer.train_step(2, {"x": (x, y)}).tolist()))   # past the warm-up
+    assert losses["d_real"] > 0 and losses["g_adv"] > 0

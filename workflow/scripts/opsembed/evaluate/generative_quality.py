@@ -8,7 +8,9 @@ generator's outputs (n, C, S, S), row i restyled from input row i. Four families
   smoothed with a Gaussian of ``sigma`` px, Otsu threshold per crop, the component at or
   nearest the centre: :func:`opsembed.models.features.nucleus_mask`); their IoU and the
   distance in px between the two masks' centroids. 1 and 0 px: the nucleus stays where and
-  as it was.
+  as it was. Beside them the same between each input and another input (row i + 1): what an
+  output that keeps nothing of its own input but is a centred cell would score (cells are
+  centred in their crops, so this is well above 0).
 - **input dependence** (:func:`input_dependence`): for one target, the per-pixel standard
   deviation across the outputs of different inputs, averaged over pixels and channels,
   divided by the same for the inputs. 1: the outputs vary as much as the inputs; 0: one
@@ -52,6 +54,9 @@ METRIC_TEXT = {
                    "1: the nucleus keeps its place and shape, 0: no overlap. Good: >= 0.6.",
     "centroid_shift_px": "distance between the input's and the output's nucleus centroids, in pixels of "
                          "the model's crops (mean). Good: <= 3 px.",
+    "nucleus_iou_other_input": "the same IoU between each input and another input: what a centred cell "
+                               "that is not the input scores. Content is kept only well above it.",
+    "centroid_shift_other_input_px": "the same centroid shift between each input and another input.",
     "input_dependence": "per-pixel SD across outputs from different inputs / the same across the inputs "
                         "(mean over targets); 1: outputs as varied as the inputs, 0: one image for every "
                         "input (collapse). Good: >= 0.5.",
@@ -191,6 +196,7 @@ def restyle_quality(inputs: np.ndarray, outputs: Iterable[tuple[str, np.ndarray]
     ``target`` column, for the caller's feature comparisons).
     """
     in_masks = nucleus_masks(inputs[:, 0], sigma)
+    other_iou, other_shift = content_kept(inputs, np.roll(inputs, -1, axis=0), sigma, in_masks)
     in_feat = features(inputs)
     ious, shifts, deps, generated = [], [], [], []
     for label, out in outputs:
@@ -214,6 +220,8 @@ def restyle_quality(inputs: np.ndarray, outputs: Iterable[tuple[str, np.ndarray]
     values = {
         "nucleus_iou": float(np.mean(np.concatenate(ious))),
         "centroid_shift_px": float(np.nanmean(np.concatenate(shifts))),
+        "nucleus_iou_other_input": float(np.mean(other_iou)),
+        "centroid_shift_other_input_px": float(np.nanmean(other_shift)) if np.isfinite(other_shift).any() else float("nan"),
         "input_dependence": float(np.nanmean(deps)),
         "class_accuracy_generated": class_accuracy(forest, gen_scored[real_features.columns], gen_classes),
         "class_accuracy_inputs": class_accuracy(forest, input_rows, input_classes),

@@ -68,6 +68,19 @@ def gan_step(trainer, d_losses: Callable[[], dict], g_losses: Callable[[], dict]
     return torch.stack([losses[n].detach().float() for n in trainer.loss_names])
 
 
+def warmup_step(trainer, x: torch.Tensor, slot: str = "cycle") -> torch.Tensor:
+    """One reconstruction step of ``trainer``'s generator and style encoder on images x
+    (B, C, S, S): L1 |G(x, E(x)) - x| (mean), no adversary. Returns ``trainer.loss_names``
+    (float32) with that loss in ``slot`` and in ``g_total``, 0 in every other place."""
+    with autocast(trainer.device, trainer.cfg["bf16"]):
+        run = trainer.run
+        loss = (run["generator"](x, run["style_encoder"](x)) - x).float().abs().mean()
+    update([trainer.optimizers["generator"], trainer.optimizers["style_encoder"]], loss)
+    value = loss.detach().float()
+    return torch.stack([value if n in (slot, "g_total") else torch.zeros((), device=value.device)
+                        for n in trainer.loss_names])
+
+
 def update(optimizers, loss: torch.Tensor) -> None:
     """Zero the optimisers' gradients, back-propagate ``loss``, step each optimiser."""
     optimizers = optimizers if isinstance(optimizers, list) else [optimizers]

@@ -8,6 +8,10 @@ Per step, with a gene-balanced batch (x, y) and targets z (y shuffled within the
   cycle loss ||x - G(G(x, s), E(x))||_1; style loss ||s - E(G(x, s))||_1 with both sides
   detached from M, F and G (so it updates only E) unless ``detach_style`` is false.
   Total: adv + lambda_cyc * cycle + lambda_sty * style.
+
+The first ``warmup_iters`` steps (0 in the paper) instead train G and E alone to
+reconstruct x: L1 |G(x, E(x)) - x| (``gan.warmup_step``), so that the adversarial phase
+starts from a generator that keeps its input (config/README.md).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from ..models.grape import MODEL_KEYS, build_grape, load_grape
 from .data import BalancedSampler, CellImages, crop_reader, dihedral, step_generator
 from .device import resolve_device
 from .gan import (cells_per_gene, discriminator_loss, gan_step, generator_adv_loss, mean_per_gene, mosaic,
-                  sample_choice, styled_columns)
+                  sample_choice, styled_columns, warmup_step)
 from .loop import Trainer, run_training
 
 log = logging.getLogger(__name__)
@@ -91,6 +95,8 @@ class GrapeTrainer(Trainer):
         if self.cfg["augment"]:
             x = dihedral(x, step_generator(self.seed, 101, step, self.device))
         x = x.contiguous(memory_format=self.fmt)
+        if step < self.cfg["warmup_iters"]:
+            return warmup_step(self, x)
         gen = step_generator(self.seed, 100, step, self.device)
         z = y[torch.randperm(len(y), generator=gen, device=self.device)]
         return gan_step(self, lambda: discriminator_losses(self.run, x, y, z, self.cfg["r1_gamma"]),

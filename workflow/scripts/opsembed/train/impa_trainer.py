@@ -10,6 +10,8 @@ Per step: a batch of control cells x (B) and a gene-balanced batch of perturbed 
   with a weight decaying linearly from lambda_ds to 0 over ``ds_decay_iters`` steps;
   cycle ||x - G(G(x, s1), E(x))||_1.
 Gene embedding: E(x) averaged over up to ``n_cells`` random cells of each gene.
+The first ``warmup_iters`` steps (0 in the paper) train G and E alone to reconstruct the
+controls, L1 |G(x, E(x)) - x| (``gan.warmup_step``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from ..models.impa import MODEL_KEYS, build_impa, load_impa
 from .data import BalancedSampler, CellImages, crop_reader, dihedral, step_generator
 from .device import resolve_device
 from .gan import (cells_per_gene, discriminator_loss, gan_step, generator_adv_loss, mean_per_gene, mosaic,
-                  sample_choice)
+                  sample_choice, warmup_step)
 from .loop import Trainer, run_training
 
 log = logging.getLogger(__name__)
@@ -131,6 +133,8 @@ class ImpaTrainer(Trainer):
             both = dihedral(torch.cat([x, xt]), step_generator(self.seed, 101, step, self.device))
             x, xt = both[:len(x)], both[len(x):]
         x, xt = x.contiguous(memory_format=self.fmt), xt.contiguous(memory_format=self.fmt)
+        if step < self.cfg["warmup_iters"]:
+            return warmup_step(self, x)
         gen = step_generator(self.seed, 100, step, self.device)
         n1 = torch.randn(len(x), self.cfg["noise_dim"], generator=gen, device=self.device)
         n2 = torch.randn(len(x), self.cfg["noise_dim"], generator=gen, device=self.device)
