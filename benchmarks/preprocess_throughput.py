@@ -18,9 +18,14 @@ import pandas as pd
 
 RULES = {  # rule -> threads declared in rules/preprocess.smk
     "validate_inputs": 1,
+    "validate_tiles": 1,
+    "check_tiles": 1,
     "fit_flatfield": 1,
+    "sample_percentiles": 1,
     "rescale_percentiles": 1,
     "crop_well": 1,
+    "combine_moments": 1,
+    "zscore_well": 1,
     "merge_cells": 1,
 }
 
