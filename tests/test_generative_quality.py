@@ -99,7 +99,7 @@ def test_restyle_quality_of_a_perfect_and_a_collapsed_restyler():
         for g, v in lift.items():
             yield g, x + np.array([0, v], np.float32)[None, :, None, None]
 
-    table, gen = restyle_quality(x, perfect(), _mean_features, _mean_features(real), real_targets, classes,
+    table, gen, inputs = restyle_quality(x, perfect(), _mean_features, _mean_features(real), real_targets, classes,
                                  sigma=1.0, seed=0)
     m = dict(zip(table["metric"], table["value"]))
     assert m["nucleus_iou"] == pytest.approx(1.0)
@@ -111,12 +111,13 @@ def test_restyle_quality_of_a_perfect_and_a_collapsed_restyler():
     assert m["class_accuracy_chance"] == pytest.approx(1 / 3)
     assert m["frechet_generated"] < m["frechet_inputs"]
     assert len(gen) == 3 * len(x) and set(gen["target"]) == set(lift)
+    pd.testing.assert_frame_equal(inputs, _mean_features(x))
 
     def collapsed():
         for g in lift:
             yield g, np.repeat(x[:1], len(x), axis=0)
 
-    table, _ = restyle_quality(x, collapsed(), _mean_features, _mean_features(real), real_targets, classes,
+    table, _, _ = restyle_quality(x, collapsed(), _mean_features, _mean_features(real), real_targets, classes,
                                sigma=1.0, seed=0)
     m = dict(zip(table["metric"], table["value"]))
     assert m["input_dependence"] == pytest.approx(0.0, abs=1e-12)

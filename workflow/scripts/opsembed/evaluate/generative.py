@@ -299,10 +299,10 @@ def generative_check(model_path: str | os.PathLike, cells_path: str | os.PathLik
                                 for i in range(0, len(perturbed_rows), BLOCK)), channels, geometry,
                                len(perturbed_rows), "features: real perturbed", threads)
     outputs = ((genes[g], restyle(nets, x, g, noise=noise)) for g in targets)
-    metrics, generated = restyle_quality(
+    metrics, generated, control = restyle_quality(
         x_np, outputs, lambda crops: features(crops, "restyling + features"), perturbed,
         gene_col[perturbed_rows], target_class, geometry["sigma"], seed, threads)
-    groups = {"control": features(x_np, "features: real control"), "perturbed": perturbed,
+    groups = {"control": control, "perturbed": perturbed,
               "generated": generated.drop(columns="target")}
     for g, frame in groups.items():
         empty = int(frame.isna().all(axis=1).sum())

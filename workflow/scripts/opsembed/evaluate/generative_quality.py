@@ -182,7 +182,7 @@ def class_accuracy(forest: RandomForestClassifier, features: pd.DataFrame, targe
 def restyle_quality(inputs: np.ndarray, outputs: Iterable[tuple[str, np.ndarray]],
                     features: Callable[[np.ndarray], pd.DataFrame], real_features: pd.DataFrame,
                     real_targets: np.ndarray, target_class: dict[str, str], sigma: float, seed: int,
-                    threads: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+                    threads: int = 1) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """All metrics of the module docstring except gap closed (the caller's feature ranking).
 
     ``inputs`` (n, C, S, S) crops; ``outputs`` yields (target label, (n, C, S, S) outputs,
@@ -193,7 +193,7 @@ def restyle_quality(inputs: np.ndarray, outputs: Iterable[tuple[str, np.ndarray]
     dependence but left out of the class and realism metrics.
 
     Returns (metrics: one row per metric, columns metric and value; generated features with a
-    ``target`` column, for the caller's feature comparisons).
+    ``target`` column; the inputs' features), the last two for the caller's feature comparisons.
     """
     in_masks = nucleus_masks(inputs[:, 0], sigma)
     other_iou, other_shift = content_kept(inputs, np.roll(inputs, -1, axis=0), sigma, in_masks)
@@ -235,4 +235,4 @@ def restyle_quality(inputs: np.ndarray, outputs: Iterable[tuple[str, np.ndarray]
         "n_classes": float(len(target_share)),
         "n_pairs_without_nucleus": float(np.isnan(np.concatenate(shifts)).sum()),
     }
-    return pd.DataFrame({"metric": list(values), "value": list(values.values())}), gen
+    return pd.DataFrame({"metric": list(values), "value": list(values.values())}), gen, in_feat
