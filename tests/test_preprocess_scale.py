@@ -279,3 +279,27 @@ def test_training_refuses_a_cells_h5_whose_well_file_is_gone(screen):
     with pytest.raises(InputError, match=r"cells.h5: its images read from 1 well file\(s\) that are missing "
                                          r"\(cells/B2/A01.h5"):
         CellImages(root / "cells.h5", S, torch.device("cpu"), False, 0.5)
+
+
+def test_moments_streamed_by_crop_well_equal_those_read_from_its_file(tmp_path):
+    """crop_well takes the control moments on the way (no read back); they equal, bit for
+    bit, the moments of the written file, over several 128-row blocks and two batches."""
+    from opsembed.preprocess.merge import ControlBlocks, well_moments
+
+    rng = np.random.default_rng(3)
+    n = 300
+    genes = rng.choice(["nontargeting", "G1"], size=n)
+    batches = rng.choice(["b1", "b2"], size=n)
+    obs = pd.DataFrame({"gene": genes, "batch": batches, "cell_id": [str(i) for i in range(n)]})
+    crops = rng.uniform(0, 1, (n, 2, S, S)).astype(np.float32)
+    path = tmp_path / "w.h5"
+    write_cells_h5(path, obs, [crops], {"n_kept": n, "crop_size": S, "channels": CHANNELS})
+    streamed = ControlBlocks(genes == "nontargeting", batches)
+    for start in (0, 7, 130, 131, 250):  # blocks of uneven sizes, as tiles give them
+        stop = {0: 7, 7: 130, 130: 131, 131: 250, 250: n}[start]
+        streamed.add(crops[start:stop].astype(np.float16))
+    got, want = well_moments(path, "nontargeting", streamed), well_moments(path, "nontargeting")
+    assert got.keys() == want.keys()
+    for key in got:
+        np.testing.assert_array_equal(got[key], want[key])
+    assert got["batch"].tolist()[:2] == ["b1", "b2"] and len(got["batch"]) == 6  # 3 blocks x 2 batches

@@ -146,6 +146,13 @@ def run_crop_well(cells_path: str | os.PathLike, flatfield_path, percentiles_pat
     constant: list[str] = []
     blocks = iter_well_crops(kept, tiles_pattern, flatfield, darkfield, low, high, size, tokens, channels,
                              blank, constant)
+    streamed = None
+    if moments_path is not None:  # the control moments taken on the way, as the file stores the crops
+        from .merge import ControlBlocks
+
+        streamed = ControlBlocks(kept["gene"].astype(str).eq(controls).to_numpy(),
+                                 kept["batch"].astype(str).to_numpy())
+        blocks = _tee_float16(blocks, streamed)
     write_cells_h5(out_path, kept, blocks, attrs)
     blank_mask = np.concatenate(blank) if blank else np.zeros(0, bool)
     n_blank = int(blank_mask.sum())
@@ -156,10 +163,19 @@ def run_crop_well(cells_path: str | os.PathLike, flatfield_path, percentiles_pat
     if n_blank:  # rare: rewrite the file without them (Snakemake reruns a job killed meanwhile)
         attrs.update(n_kept=len(kept) - n_blank, n_dropped_blank=n_blank)
         write_cells_h5(out_path, kept[~blank_mask], _kept_blocks(out_path, ~blank_mask), attrs)
+        streamed = None  # rows dropped: the moments are read back from the rewritten file
     if moments_path is not None:
         from .merge import write_well_moments
 
-        write_well_moments(out_path, moments_path, controls)
+        write_well_moments(out_path, moments_path, controls, streamed)
+
+
+def _tee_float16(blocks, streamed) -> Iterator[np.ndarray]:
+    """``blocks`` as float16 (what write_cells_h5 stores), each also given to ``streamed.add``."""
+    for block in blocks:
+        block = np.asarray(block, dtype=np.float16)
+        streamed.add(block)
+        yield block
 
 
 def _kept_blocks(path, keep: np.ndarray) -> Iterator[np.ndarray]:

@@ -58,53 +58,78 @@ def well_cells_path(h5_path: str | os.PathLike, plate, well) -> Path:
 # ---- step 1: per well ----
 
 
-def well_moments(crop_path: str | os.PathLike, controls: str) -> dict[str, np.ndarray]:
+class ControlBlocks:
+    """The control moments of one well's rows, streamed: ``add`` the crops of the next rows
+    (float32 holding float16 values, i.e. as the well file stores them); per block of
+    ``BLOCK`` rows and per batch, the moments of its control crops (``zscore.block_moments``),
+    blocks in row order, batches sorted within a block. Memory: one block's control crops."""
+
+    def __init__(self, is_control: np.ndarray, batches: np.ndarray):
+        self.is_control, self.batches = np.asarray(is_control, bool), np.asarray(batches, str)
+        self.row, self._block, self._rows, self._crops = 0, -1, [], []
+        self.entries = {"batch": [], "n_crops": [], "n_pixels": [], "mean": [], "m2": []}
+
+    def add(self, crops: np.ndarray) -> None:
+        for i in np.flatnonzero(self.is_control[self.row:self.row + len(crops)]):
+            row = self.row + int(i)
+            if row // BLOCK != self._block:
+                self._flush()
+                self._block = row // BLOCK
+            self._rows.append(row)
+            self._crops.append(np.asarray(crops[i], dtype=np.float32))
+        self.row += len(crops)
+
+    def finish(self, n_channels: int) -> dict[str, np.ndarray]:
+        """The entries as arrays: ``batch`` (k,) str, ``n_crops``, ``n_pixels`` (k,) int64,
+        ``mean``, ``m2`` (k, C) float64."""
+        self._flush()
+        e = self.entries
+        return {"batch": np.asarray(e["batch"], dtype=str), "n_crops": np.asarray(e["n_crops"], dtype=np.int64),
+                "n_pixels": np.asarray(e["n_pixels"], dtype=np.int64),
+                "mean": np.asarray(e["mean"], dtype=np.float64).reshape(-1, n_channels),
+                "m2": np.asarray(e["m2"], dtype=np.float64).reshape(-1, n_channels)}
+
+    def _flush(self) -> None:
+        if not self._rows:
+            return
+        block, labels = np.stack(self._crops), self.batches[self._rows]
+        for batch in np.unique(labels):
+            for key, value in zip(self.entries, (batch, *block_moments(block[labels == batch]))):
+                self.entries[key].append(value)
+        self._rows, self._crops = [], []
+
+
+def well_moments(crop_path: str | os.PathLike, controls: str, blocks: ControlBlocks | None = None
+                 ) -> dict[str, np.ndarray]:
     """The control moments of one well's crop file, per block of ``BLOCK`` rows and batch.
 
-    Returns arrays: ``batch`` (k,) str, ``n_crops`` (k,), ``n_pixels`` (k,) int64,
-    ``mean`` and ``m2`` (k, C) float64: one entry per (block, batch with control crops in
-    that block), blocks in row order, batches sorted within a block; ``batches``: sorted
-    batches of the well's kept cells; ``genes``: its sorted genes; and the summary fields
-    (``SUMMARY_COLUMNS``, ``crop_size``, ``channels``) from the file's attributes.
-    Only the control crops are read.
+    Returns ``ControlBlocks.finish``'s arrays plus ``batches``: sorted batches of the well's
+    kept cells; ``genes``: its sorted genes; and the summary fields (``SUMMARY_COLUMNS``,
+    ``crop_size``, ``channels``) from the file's attributes. ``blocks``: the moments already
+    streamed while the file was written (crop_well); else the file's crops are read.
     """
     attrs = read_attrs(crop_path)
     out = {k: np.asarray(attrs.get(k, 0)) for k in SUMMARY_COLUMNS}  # n_dropped_blank: 0 in older files
     out.update(crop_size=np.asarray(int(attrs["crop_size"])), channels=np.asarray(list(attrs["channels"]), str))
-    n_channels = len(attrs["channels"])
-    rows = {"batch": [], "n_crops": [], "n_pixels": [], "mean": [], "m2": []}
     obs = read_obs(crop_path) if int(attrs["n_kept"]) > 0 else pd.DataFrame(columns=["gene", "batch"])
     is_control = obs["gene"].astype(str).eq(controls).to_numpy()
     batches = obs["batch"].astype(str).to_numpy()
-    if is_control.any():
-        import h5py
-
-        with h5py.File(crop_path, "r") as f:
-            dset = f["images"]
-            for start in range(0, len(obs), BLOCK):
-                mask = is_control[start:start + BLOCK]
-                if not mask.any():
-                    continue
-                picked = np.flatnonzero(mask)
-                block = dset[start + picked[0]:start + picked[-1] + 1].astype(np.float32)[picked - picked[0]]
-                labels = batches[start:start + BLOCK][mask]
-                for batch in np.unique(labels):
-                    n, n_pix, mean, m2 = block_moments(block[labels == batch])
-                    for key, value in zip(rows, (batch, n, n_pix, mean, m2)):
-                        rows[key].append(value)
-    out["batch"] = np.asarray(rows["batch"], dtype=str)
-    out["n_crops"] = np.asarray(rows["n_crops"], dtype=np.int64)
-    out["n_pixels"] = np.asarray(rows["n_pixels"], dtype=np.int64)
-    out["mean"] = np.asarray(rows["mean"], dtype=np.float64).reshape(-1, n_channels)
-    out["m2"] = np.asarray(rows["m2"], dtype=np.float64).reshape(-1, n_channels)
+    if blocks is None:
+        blocks = ControlBlocks(is_control, batches)
+        if is_control.any():
+            for _, crops in iter_crop_blocks(crop_path, BLOCK):
+                blocks.add(crops)
+    elif blocks.row != len(obs) or not np.array_equal(blocks.is_control, is_control):
+        raise ValueError(f"{crop_path}: the streamed control moments do not match its {len(obs)} rows")
+    out.update(blocks.finish(len(attrs["channels"])))
     out["batches"] = np.asarray(sorted(set(batches)), dtype=str)
     out["genes"] = np.asarray(sorted(set(obs["gene"].astype(str))), dtype=str)
     return out
 
 
-def write_well_moments(crop_path, moments_path, controls: str) -> None:
+def write_well_moments(crop_path, moments_path, controls: str, blocks: ControlBlocks | None = None) -> None:
     """``well_moments`` of ``crop_path`` saved atomically as ``moments_path`` (.npz, no pickles)."""
-    moments = well_moments(crop_path, controls)
+    moments = well_moments(crop_path, controls, blocks)
     with atomic_path(moments_path) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, **moments)
