@@ -303,3 +303,45 @@ def test_moments_streamed_by_crop_well_equal_those_read_from_its_file(tmp_path):
     for key in got:
         np.testing.assert_array_equal(got[key], want[key])
     assert got["batch"].tolist()[:2] == ["b1", "b2"] and len(got["batch"]) == 6  # 3 blocks x 2 batches
+
+
+def test_tiles_are_checked_per_plate_with_the_file_rows_in_messages(tmp_path):
+    """validate_tiles reads one plate's rows and names a bad cell by its row in the table;
+    check_tiles names two plates' tiles of different shapes."""
+    import tifffile
+
+    from opsembed.io.errors import InputError
+    from opsembed.preprocess.validate import run_check_tiles, run_validate_tiles
+
+    rows = []
+    for plate, size in (("P1", 40), ("P2", 48)):
+        for tile in ("0", "1"):
+            path = tmp_path / "tiles" / plate / "A" / f"{tile}.tif"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tifffile.imwrite(path, np.ones((2, size, size), np.uint16))
+            rows += [(plate, "A", tile, 10.0, 10.0, f"{plate}{tile}a"), (plate, "A", tile, 20.0, 20.0, f"{plate}{tile}b")]
+    table = pd.DataFrame(rows, columns=["plate", "well", "tile", "y", "x", "cell_id"])
+    table.loc[6, "y"] = 47.6  # P2's tile 1, row 7 of the file: outside a 48-pixel tile
+    write_table(table, tmp_path / "cells.parquet")
+    pattern = str(tmp_path / "tiles/{plate}/{well}/{tile}.tif")
+    run_validate_tiles(tmp_path / "cells.parquet", tmp_path / "P1.tsv", "P1", CHANNELS, pattern, 8)
+    with pytest.raises(InputError, match=r"cells.parquet: row 7 \(cell_id 'P21a'\) has \(y, x\) = \(47.6, 10.0\)"):
+        run_validate_tiles(tmp_path / "cells.parquet", tmp_path / "P2.tsv", "P2", CHANNELS, pattern, 8)
+    table.loc[6, "y"] = 10.0
+    write_table(table, tmp_path / "cells.parquet")
+    run_validate_tiles(tmp_path / "cells.parquet", tmp_path / "P2.tsv", "P2", CHANNELS, pattern, 8)
+    assert pd.read_csv(tmp_path / "P2.tsv", sep="\t")[["n_tiles", "n_channels", "height"]].values.tolist() == [[2, 2, 48]]
+    with pytest.raises(InputError, match=r"P2/A/0.tif: tile shape \(C, Y, X\) = \(2, 48, 48\) differs from "
+                                         r"\(2, 40, 40\) of .*P1/A/0.tif"):
+        run_check_tiles([tmp_path / "P1.tsv", tmp_path / "P2.tsv"], tmp_path / "tiles.tsv")
+
+
+def test_parse_time_names_check_reports_the_file_row_of_a_distinct_row(tmp_path):
+    from opsembed.io.cells import check_path_names
+    from opsembed.io.errors import InputError
+
+    df = pd.DataFrame({"plate": ["P1"] * 5 + ["bad/name"] * 3, "well": "A", "tile": "0"})
+    write_table(df, tmp_path / "c.parquet")
+    distinct = group_counts(tmp_path / "c.parquet", ["plate", "well", "tile"])
+    with pytest.raises(InputError, match=r"c.parquet: row 6: plate is 'bad/name'.*\(3 such row\(s\)\)"):
+        check_path_names(distinct, tmp_path / "c.parquet", rows=distinct["first_row"], counts=distinct["n"])
