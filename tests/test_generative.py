@@ -157,3 +157,15 @@ def test_worker_processes_give_the_same_features(one_thread):
     parallel = block_features(iter(blocks), ["a", "b"], geometry, 6, "test", threads=2)
     pd.testing.assert_frame_equal(serial, parallel)
     pd.testing.assert_frame_equal(serial, cell_features(crops, ["a", "b"], progress=False, **geometry))
+
+
+def test_complexes_of_the_curated_table_are_the_classes(tmp_path, screen, one_thread):
+    cells, model = screen
+    curated = tmp_path / "ground_truth.tsv"
+    pd.DataFrame({"gene": ["GENEA", "GENEB", "GENEC", "GENED"], "complex": ["X", "X", "X", "Y"]}).to_csv(
+        curated, sep="\t", index=False)                              # as curate_ground_truth writes it
+    out = generative_check(model, cells, tmp_path / "m.tsv", tmp_path / "g.png", n_cells=N, seed=0,
+                           ground_truth_path=curated)
+    m = out["metrics"].set_index("metric")["value"]
+    assert m["n_classes"] == 2 and m["n_targets_scored"] == 4
+    assert m["class_accuracy_chance"] == pytest.approx(0.75)        # 3 of the 4 targets are in X

@@ -65,8 +65,7 @@ from torch import nn
 from ..io.errors import InputError
 from ..io.figures import save_figure
 from ..io.h5 import read_attrs, read_obs
-from ..io.tables import write_table
-from ..io.ground_truth import read_complexes
+from ..io.tables import read_table, write_table
 from ..models.features import cell_features, map_feature_blocks
 from ..models.files import read_model_file
 from ..models.grape import load_grape
@@ -250,7 +249,8 @@ def generative_check(model_path: str | os.PathLike, cells_path: str | os.PathLik
     and _median, perturbed_shift_sd, generated_shift_sd, shift_reproduced, gap_closed_feature,
     gap_closed, rf_balanced_accuracy, n_control, n_perturbed, n_generated, n_genes,
     image_size, seed) and ``figure_path`` (PNG). Classes for the class accuracy: the complexes
-    of ``ground_truth_path`` (a curated gene/complex table), else each gene its own class.
+    of ``ground_truth_path`` (the curated table, columns gene and complex, as
+    curate_ground_truth writes it), else each gene its own class.
     Returns {"metrics": ..., "features": ...}. InputError when the cells file has no cell of
     the model's control label or no other cell, or other channels.
     """
@@ -274,7 +274,7 @@ def generative_check(model_path: str | os.PathLike, cells_path: str | os.PathLik
     perturbed_rows = np.sort(np.concatenate(list(per_gene.values())))
     targets = [g for g, name in enumerate(genes) if name != controls]
     if ground_truth_path is not None:
-        curated = read_complexes(ground_truth_path)
+        curated = read_table(ground_truth_path)                     # the curated gene, complex table
         target_class = {g: c for g, c in zip(curated["gene"].astype(str), curated["complex"].astype(str))}
     else:
         target_class = {genes[g]: genes[g] for g in targets}
