@@ -263,7 +263,7 @@ def test_restyle_metrics_of_an_identity_restyler_keep_everything_and_take_no_sty
     assert list(out.columns) == RESTYLE_COLUMNS and set(out["fold"]) == {FOLD}
     v = dict(zip(out["metric"], out["value"]))
     assert v["n_cells"] == 8 and v["style_chance"] == 0.5       # plate-P1 held out: 2 training OEs (P2's wells)
-    assert 0 <= v["style_taken"] <= 1 and 0 <= v["accuracy_restyled"] <= 1
+    assert 0 <= v["style_taken"] <= 1 and 0 <= v["accuracy_restyled"] <= 1 and 0 <= v["oe_accuracy_original"] <= 1
     monkeypatch.setattr(Restyler, "__call__", lambda self, x, style, oe: x)     # restyling that changes nothing
     same = dict(zip(*restyle_metrics(root / "cells.h5", OOD, cfg, FOLD, gens["ist"], tmp_path / "s.tsv")[
         ["metric", "value"]].T.to_numpy()))

@@ -149,6 +149,7 @@ RESTYLE_TEXT = {
     "style_taken": "share of restyled cells the frozen OE head assigns to the style image's OE",
     "style_chance": "chance for style_taken: 1 / training OEs (goal: style_taken >= 2x chance)",
     "style_taken_original": "share of the unmodified cells assigned to that OE (what no restyling gives)",
+    "oe_accuracy_original": "share of the unmodified cells the OE head assigns to their own OE (can it read OEs?)",
     "n_cells": "training cells restyled, each into one other training OE",
 }
 
@@ -200,8 +201,10 @@ def restyle_metrics(cells_path, ood_cfg: dict | None, ist_cfg: dict | None, fold
     kept = phenotype_kept(logits["gene_r"], logits["gene_o"], data.images.gene_ids[cells], data.train_genes)
     taken = style_taken(logits["oe_r"], data.oe_ids[styles], data.train_oes)
     baseline = style_taken(logits["oe_o"], data.oe_ids[styles], data.train_oes)
+    own = style_taken(logits["oe_o"], data.oe_ids[cells], data.train_oes)
     values = {**kept, "style_taken": taken["style_taken"], "style_chance": taken["chance"],
-              "style_taken_original": baseline["style_taken"], "n_cells": len(cells)}
+              "style_taken_original": baseline["style_taken"], "oe_accuracy_original": own["style_taken"],
+              "n_cells": len(cells)}
     out = pd.DataFrame([{"fold": fold, "metric": k, "value": values[k], "meaning": RESTYLE_TEXT[k]}
                         for k in RESTYLE_TEXT], columns=RESTYLE_COLUMNS)
     log.info("fold %s IST restyles: phenotype kept %.3f (gene acc %.3f -> %.3f), style taken %.3f (chance %.3f)",

@@ -552,7 +552,7 @@ def _restyle_table(restyle: pd.DataFrame) -> str:
         return ""
     wide = restyle.pivot_table(index="fold", columns="metric", values="value", sort=False).reset_index()
     cols = [c for c in ("fold", "phenotype_kept", "accuracy_original", "accuracy_restyled", "style_taken",
-                        "style_chance", "style_taken_original") if c in wide.columns]
+                        "style_chance", "style_taken_original", "oe_accuracy_original") if c in wide.columns]
     return ("<h3>IST restyles</h3><div class=\"explain\">Training cells of each fold re-imaged into another "
             "training OE, scored by the IST model's own frozen encoder. <em>phenotype_kept</em>: its gene head's "
             "accuracy on the restyled cells divided by that on the same cells unmodified (1: the phenotype "
