@@ -140,6 +140,10 @@ def test_full_run_writes_the_report(tiny_run):
     assert {"macro_f1_iid", "macro_f1_plate", "clisi", "blisi", "knn_batchcv"} <= set(ood.columns)
     assert {"naive", "ist"} <= set(metrics["method"])  # the IID predictors' embeddings are scored
     assert "Out-of-distribution benchmark" in html and "<h3>ist</h3>" in html
+    # two ground truths side by side: the demo's complexes and the coarser processes
+    assert list(dict.fromkeys(metrics["ground_truth"])) == ["complexes", "processes"]
+    assert not metrics.duplicated(["method", "ground_truth"]).any() and len(metrics) == 2 * metrics["method"].nunique()
+    assert "Ground truths side by side" in html and "cells per complex" in html
 
 
 def test_dry_run_adds_series_folds_when_the_cell_table_has_that_column(tmp_path):
