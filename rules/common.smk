@@ -151,6 +151,26 @@ def plate_tiles(wildcards):
     return _tile_files(TILES[TILES["plate"] == wildcards.plate])
 
 
+def plate_sampled_tiles(block):
+    """Input function: the files of the tiles of one plate that preprocess.<block> samples
+    (opsembed.preprocess.flatfield.sample_paths with its n_tiles and the config's seed:
+    the draw the job makes), or the one tile whose header a disabled flatfield reads: the
+    files the job reads, no more (the plate's other tiles are inputs of validate_tiles, which
+    every later job waits on). Listing only the sample keeps the driver light."""
+    from opsembed.io.tiles import channel_files
+    from opsembed.preprocess.flatfield import sample_paths
+
+    cfg = config["preprocess"][block]
+
+    def files(wildcards):
+        refs = plate_tile_refs(wildcards)
+        chosen = sample_paths(refs, int(cfg["n_tiles"]), config["seed"]) if cfg.get("enabled", True) \
+            else sorted(map(str, refs))[:1]
+        return [f for ref in chosen for f in channel_files(ref, TILE_TOKENS)]
+
+    return files
+
+
 def well_tiles(wildcards):
     """The tile files of one well."""
     return _tile_files(TILES[(TILES["plate"] == wildcards.plate) & (TILES["well"] == wildcards.well)])

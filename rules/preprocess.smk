@@ -83,7 +83,7 @@ rule fit_flatfield:
     input:
         cells="results/preprocess/cells.parquet",
         checked="results/preprocess/tiles.tsv",
-        tiles=plate_tiles,
+        tiles=plate_sampled_tiles("flatfield"),
     output:
         model="results/preprocess/flatfield/{plate}.npz",
         qc=report(
@@ -117,7 +117,7 @@ rule sample_percentiles:
     input:
         cells="results/preprocess/cells.parquet",
         flatfield=plate_flatfield,
-        tiles=plate_tiles,
+        tiles=plate_sampled_tiles("rescale"),
     output:
         sample="results/preprocess/percentiles/{plate}.npz",
     params:

@@ -203,7 +203,7 @@ def _run(root, *args):
                            str(REPO / "config" / "config.yaml"), str(root / "screen.yaml")],
                           capture_output=True, text=True, env=env, timeout=600)
     jobs, rule = set(), None
-    for line in proc.stderr.splitlines():
+    for line in (proc.stdout + proc.stderr).splitlines():
         line = line.strip()
         if line.startswith(("rule ", "localrule ")) and line.endswith(":"):
             rule = line.split()[1].rstrip(":")
@@ -263,6 +263,19 @@ def test_a_failed_well_job_leaves_the_other_wells_and_only_it_reruns(tmp_path):
     images = read_crops(pre / "cells.h5")
     assert images.shape == (40, 2, 8, 8) and np.isfinite(images).all()
     assert read_obs(pre / "cells.h5")["plate"].tolist() == ["P1"] * 20 + ["P2"] * 20
+    # fit_flatfield and sample_percentiles list only their sampled tiles as inputs: a tile
+    # changed outside the sample still reruns the plate's jobs (through validate_tiles)
+    import tifffile
+
+    from opsembed.preprocess.flatfield import sample_paths
+
+    refs = [str(root / "tiles" / "P1" / w / f"{t}.tif") for w in ("01", "02") for t in ("0", "1")]
+    outside = sorted(set(refs) - set(sample_paths(refs, 2, 0)))[0]
+    tifffile.imwrite(outside, np.full((2, 32, 32), 500, np.uint16))  # new content (a touch alone is not a change)
+    rc, jobs, err = _run(root, "results/preprocess/cells.h5", "-n")
+    assert rc == 0, err[-3000:]
+    assert {("validate_tiles", "P1"), ("fit_flatfield", "P1"), ("crop_well", "P1/01"),
+            ("crop_well", "P1/02"), ("merge_cells", None)} <= jobs
 
 
 def test_training_refuses_a_cells_h5_whose_well_file_is_gone(screen):
