@@ -45,7 +45,7 @@ def test_extraction_and_training_get_disjoint_extra_keys(parsed):
     assert set(p["extract_impa"]["cfg"]) == {"device", "n_cells"}
     grape = set(cfg["methods"]["grape"]) - {"enabled", "n_cells_p3", "n_cells_generative"}
     assert set(p["train_grape"]["cfg"]) == grape
-    assert set(p["train_impa"]["cfg"]) == set(cfg["methods"]["impa"]) - {"enabled", "n_cells"}
+    assert set(p["train_impa"]["cfg"]) == set(cfg["methods"]["impa"]) - {"enabled", "n_cells", "n_cells_generative"}
     assert p["train_grape"]["cfg"] == {k: cfg["methods"]["grape"][k] for k in grape}
 
 
