@@ -270,6 +270,7 @@ def test_restyle_metrics_of_an_identity_restyler_keep_everything_and_take_no_sty
     assert same["accuracy_restyled"] == same["accuracy_original"]
     assert same["style_taken"] == same["style_taken_original"]
     assert same["phenotype_kept"] == 1.0 or np.isnan(same["phenotype_kept"])
+    assert same["nucleus_iou"] == 1.0 and same["centroid_shift_px"] == 0.0 and same["input_dependence"] == 1.0
     with pytest.raises(InputError, match="IST"):
         restyle_metrics(root / "cells.h5", OOD, cfg, FOLD, gens["stargan"], tmp_path / "x.tsv")
     assert ist_config(cfg)["n_restyle_cells"] == 8

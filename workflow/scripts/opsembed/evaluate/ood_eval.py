@@ -24,7 +24,7 @@ import pandas as pd
 from ..io.errors import InputError
 from ..io.figures import save_figure
 from ..io.folds import IID, ood_config, oe_labels
-from ..io.h5 import read_obs
+from ..io.h5 import read_attrs, read_obs
 from ..io.schema import block_config
 from ..io.tables import read_table, write_table
 from ..models.predictors import Predictor
@@ -150,6 +150,9 @@ RESTYLE_TEXT = {
     "style_chance": "chance for style_taken: 1 / training OEs (goal: style_taken >= 2x chance)",
     "style_taken_original": "share of the unmodified cells assigned to that OE (what no restyling gives)",
     "oe_accuracy_original": "share of the unmodified cells the OE head assigns to their own OE (can it read OEs?)",
+    "nucleus_iou": "IoU of input and restyled nucleus masks (evaluate.generative_quality; 1: nucleus kept)",
+    "centroid_shift_px": "distance of input and restyled nucleus centroids, px of the model's crops (mean)",
+    "input_dependence": "per-pixel SD across restyles into one OE / across their inputs (mean over OEs; 0: collapse)",
     "n_cells": "training cells restyled, each into one other training OE",
 }
 
@@ -188,11 +191,14 @@ def restyle_metrics(cells_path, ood_cfg: dict | None, ist_cfg: dict | None, fold
     styles = np.array(styles, dtype=np.int64)
     enc = restyler.nets["encoder"]
     logits = {"gene_o": [], "gene_r": [], "oe_o": [], "oe_r": []}
+    inputs, outputs = [], []
     bs = int(icfg["batch_size"])
     with torch.no_grad():
         for i in range(0, len(cells), bs):
             x, s = data.images.get(cells[i:i + bs]), data.images.get(styles[i:i + bs])
             fake = restyler(x, s, torch.as_tensor(data.oe_ids[styles[i:i + bs]], device=device))
+            inputs.append(x.float().cpu().numpy())
+            outputs.append(fake.float().cpu().numpy())
             for tag, img in (("o", x), ("r", fake)):
                 g, o = enc(img)
                 logits[f"gene_{tag}"].append(g.float().cpu().numpy())
@@ -202,9 +208,11 @@ def restyle_metrics(cells_path, ood_cfg: dict | None, ist_cfg: dict | None, fold
     taken = style_taken(logits["oe_r"], data.oe_ids[styles], data.train_oes)
     baseline = style_taken(logits["oe_o"], data.oe_ids[styles], data.train_oes)
     own = style_taken(logits["oe_o"], data.oe_ids[cells], data.train_oes)
+    generic = _generic_restyle_quality(np.concatenate(inputs), np.concatenate(outputs), data.oe_ids[styles],
+                                       restyler.image_size, int(read_attrs(cells_path)["crop_size"]))
     values = {**kept, "style_taken": taken["style_taken"], "style_chance": taken["chance"],
               "style_taken_original": baseline["style_taken"], "oe_accuracy_original": own["style_taken"],
-              "n_cells": len(cells)}
+              **generic, "n_cells": len(cells)}
     out = pd.DataFrame([{"fold": fold, "metric": k, "value": values[k], "meaning": RESTYLE_TEXT[k]}
                         for k in RESTYLE_TEXT], columns=RESTYLE_COLUMNS)
     log.info("fold %s IST restyles: phenotype kept %.3f (gene acc %.3f -> %.3f), style taken %.3f (chance %.3f)",
@@ -212,6 +220,20 @@ def restyle_metrics(cells_path, ood_cfg: dict | None, ist_cfg: dict | None, fold
              values["style_taken"], values["style_chance"])
     write_table(out, out_path)
     return out
+
+
+def _generic_restyle_quality(inputs: np.ndarray, outputs: np.ndarray, style_oes: np.ndarray, image_size: int,
+                             crop_size: int) -> dict:
+    """The generator-agnostic restyle metrics of ``evaluate.generative_quality`` on IST's restyles:
+    nucleus IoU and centroid shift (means), input dependence (mean over style OEs with >= 2 cells)."""
+    from .generative import feature_geometry
+    from .generative_quality import content_kept, input_dependence
+
+    iou, shift = content_kept(inputs, outputs, feature_geometry(image_size, crop_size)["sigma"])
+    dep = [input_dependence(inputs[style_oes == o], outputs[style_oes == o]) for o in sorted(set(style_oes.tolist()))
+           if (style_oes == o).sum() >= 2]
+    return {"nucleus_iou": float(np.nanmean(iou)), "centroid_shift_px": float(np.nanmean(shift)),
+            "input_dependence": float(np.nanmean(dep)) if dep else float("nan")}
 
 
 def combine_restyle(paths, out_path) -> pd.DataFrame:

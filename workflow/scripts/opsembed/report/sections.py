@@ -552,13 +552,15 @@ def _restyle_table(restyle: pd.DataFrame) -> str:
         return ""
     wide = restyle.pivot_table(index="fold", columns="metric", values="value", sort=False).reset_index()
     cols = [c for c in ("fold", "phenotype_kept", "accuracy_original", "accuracy_restyled", "style_taken",
-                        "style_chance", "style_taken_original", "oe_accuracy_original") if c in wide.columns]
+                        "style_chance", "style_taken_original", "oe_accuracy_original", "nucleus_iou",
+                        "centroid_shift_px", "input_dependence") if c in wide.columns]
     return ("<h3>IST restyles</h3><div class=\"explain\">Training cells of each fold re-imaged into another "
             "training OE, scored by the IST model's own frozen encoder. <em>phenotype_kept</em>: its gene head's "
             "accuracy on the restyled cells divided by that on the same cells unmodified (1: the phenotype "
             "survives restyling; goal at least 0.8). <em>style_taken</em>: share of restyled cells its OE head "
             "assigns to the style image's OE, beside <em>style_chance</em> (goal at least twice chance) and "
-            "beside the unmodified cells' share (<em>style_taken_original</em>).</div>" + table(wide[cols]))
+            "beside the unmodified cells' share (<em>style_taken_original</em>); nucleus IoU, centroid shift "
+            "and input dependence are the generator-agnostic metrics of the generative check.</div>" + table(wide[cols]))
 
 
 def _ood_classes(files: dict) -> list[str]:
