@@ -212,3 +212,20 @@ def test_fit_reads_one_file_per_channel(tmp_path):
     assert channels == ["DNA", "ER"] and flat.shape == (2, SIZE, SIZE)
     assert np.corrcoef(flat[0].ravel(), field.ravel())[0, 1] > 0.9
     assert np.corrcoef(flat[1].ravel(), field[::-1].ravel())[0, 1] > 0.9
+
+
+def test_dim_channel_with_pixels_below_the_offset_fits_a_finite_field():
+    """A dim channel whose read noise dips below 0 (after the offset is subtracted) in a third
+    of its pixels: BaSiC's darkfield fit alone returns NaN there; the fit clips at 0 first."""
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:256, 0:256]
+    field = 1 + 0.3 * np.exp(-((yy - 128) ** 2 + (xx - 128) ** 2) / 20000)
+    cells = np.zeros((4, 256, 256))
+    for tile in cells:
+        for cy, cx in rng.integers(0, 256, (30, 2)):
+            tile += 80 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 60)
+    stack = (cells * field + rng.normal(0, 8, cells.shape)).astype(np.float32)[:, None]
+    assert (stack < 0).mean() > 0.3
+    flat, dark = fit_basic(stack, get_darkfield=True)
+    assert np.isfinite(flat).all() and np.isfinite(dark).all()
+    assert flat.mean() == pytest.approx(1.0, abs=1e-4)

@@ -62,6 +62,9 @@ def fit_basic(stack: np.ndarray, get_darkfield: bool, threads: int = 1,
     ``stack`` is (T, C, Y, X) raw intensities. Returns (flatfield, darkfield), each float32
     (C, Y, X): flatfield rescaled to mean 1 per channel and clipped below at
     ``MIN_FLATFIELD``; darkfield in raw units (zeros when ``get_darkfield`` is False).
+    Negative values (read noise below the camera offset, once it is subtracted) are fitted
+    as 0: on a dim channel with a third of its pixels below 0, BaSiC's darkfield fit
+    returns an all-NaN field.
     A channel's fit leaves out the tiles constant in it. Raises InputError (naming the
     channel, from ``channels`` when given) when fewer than ``MIN_TILES`` tiles remain or
     BaSiC returns a non-finite field.
@@ -86,7 +89,7 @@ def fit_basic(stack: np.ndarray, get_darkfield: bool, threads: int = 1,
         with warnings.catch_warnings():  # BaSiC warns on every get_darkfield=True construction
             warnings.filterwarnings("ignore", message="get_darkfield=True", category=UserWarning)
             basic = BaSiC(get_darkfield=get_darkfield, device="cpu")
-        basic.fit(np.ascontiguousarray(stack[usable[:, c], c]))
+        basic.fit(np.maximum(stack[usable[:, c], c], 0, dtype=np.float32))
         flat[c] = basic.flatfield / basic.flatfield.mean()
         if get_darkfield:
             dark[c] = basic.darkfield
