@@ -239,3 +239,14 @@ def test_style_taken_counts_cells_assigned_to_their_style_oe():
     assert out == {"style_taken": 0.75, "chance": 0.25, "style_taken_over_chance": 3.0}
     # an OE outside ``allowed`` (e.g. the held-out plate's) is never the answer
     assert style_taken(np.eye(5)[[0, 0]] + 0.1 * np.eye(5)[[1, 2]], [1, 2], [1, 2])["style_taken"] == 1.0
+
+
+def test_harmony_correct_runs_on_a_fold_of_fewer_than_15_cells():
+    """harmonypy's cluster rule round(n / 30) is 0 below 15 cells and it refuses 0 clusters; a
+    tiny fold (7 cells here, as a tiny screen's IID fold has) gets 1 cluster instead."""
+    from opsembed.evaluate.ood import harmony_correct
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(7, 6))
+    z = harmony_correct(x, ["a", "a", "a", "b", "b", "b", "b"], n_pcs=3, seed=0)
+    assert z.shape == (7, 3) and np.isfinite(z).all()

@@ -98,14 +98,17 @@ def knn_batchcv(x_ref: np.ndarray, y_ref, oe_ref, x_query: np.ndarray, y_query, 
 
 def harmony_correct(x: np.ndarray, batches, n_pcs: int, seed: int) -> np.ndarray:
     """Harmony (harmonypy ``run_harmony``) on the first ``n_pcs`` principal components of
-    ``x`` (n, d), batch variable ``batches`` (n,): corrected coordinates (n, min(n_pcs, d, n))."""
+    ``x`` (n, d), batch variable ``batches`` (n,): corrected coordinates (n, min(n_pcs, d, n)).
+    Clusters: harmonypy's own rule, min(round(n / 30), 100), but at least 1 (its rule gives 0
+    below 15 cells, which harmonypy refuses)."""
     from harmonypy import run_harmony
     from sklearn.decomposition import PCA
 
     n_pcs = int(min(n_pcs, x.shape[1], x.shape[0]))
     pcs = PCA(n_components=n_pcs, random_state=seed).fit_transform(np.asarray(x, dtype=np.float64))
     meta = pd.DataFrame({"batch": np.asarray(batches).astype(str)})
-    out = run_harmony(pcs, meta, "batch", verbose=False, random_state=seed, ncores=1)
+    nclust = max(1, int(min(round(len(x) / 30.0), 100)))
+    out = run_harmony(pcs, meta, "batch", nclust=nclust, verbose=False, random_state=seed, ncores=1)
     return np.asarray(out.Z_corr, dtype=np.float64).reshape(len(x), n_pcs)
 
 
