@@ -131,3 +131,47 @@ def test_generator_bottleneck_follows_n_down(n_down, side):
 def test_n_down_must_divide_the_image_size():
     with pytest.raises(ValueError, match="multiple of 32"):
         build_grape(3, 2, grape_config({**TINY, "image_size": 48, "n_down": 5}))
+
+
+@pytest.mark.parametrize("n_down", [2, 3])
+def test_residual_generator_starts_as_the_identity_and_learns_away_from_it(n_down):
+    cfg = grape_config({**TINY, "n_down": n_down, "residual": True, "skips": True})
+    torch.manual_seed(0)
+    nets = build_grape(3, 2, cfg)
+    gen = nets["generator"]
+    x = torch.randn(4, 2, 16, 16)
+    s = nets["style"](torch.tensor([0, 1, 2, 0])).detach()
+    assert torch.equal(gen(x, s), x)                                 # G(x, s) = x for any style
+    opt = torch.optim.SGD(gen.parameters(), lr=0.1)
+    target = x + 1.0
+    for _ in range(3):
+        opt.zero_grad()
+        (gen(x, s) - target).abs().mean().backward()
+        opt.step()
+    assert (gen(x, s) - x).abs().mean() > 0.05                       # the zero conv does train
+
+
+def test_skips_let_the_decoder_see_the_cell_besides_the_bottleneck():
+    # Cut the bottleneck (every map after the downsampling blocks is zeroed): without skips the
+    # output is then the same for every input; with skips it still follows the input.
+    torch.manual_seed(0)
+    x1, x2 = torch.randn(1, 2, 16, 16), torch.randn(1, 2, 16, 16)
+    s = torch.zeros(1, TINY["style_dim"])
+    gaps = {}
+    for skips in (False, True):
+        torch.manual_seed(0)
+        gen = build_grape(3, 2, grape_config({**TINY, "n_down": 2, "skips": skips}))["generator"].eval()
+        for block in gen.encode[2:]:                                  # the two blocks at the bottleneck
+            block.register_forward_hook(lambda module, args, out: out * 0)
+        with torch.no_grad():
+            gaps[skips] = float((gen(x1, s) - gen(x2, s)).abs().mean())
+    assert gaps[False] == 0.0
+    assert gaps[True] > 0.1
+
+
+def test_generator_options_default_to_the_paper_and_old_model_files_get_them_off():
+    from opsembed.models.grape import LEGACY_KEYS, MODEL_KEYS
+    assert LEGACY_KEYS == {"n_down": 3, "skips": False, "residual": False}
+    assert set(LEGACY_KEYS) <= set(MODEL_KEYS)
+    cfg = grape_config(TINY)
+    assert cfg["skips"] is False and cfg["residual"] is False        # the paper's generator by default

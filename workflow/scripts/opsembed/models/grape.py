@@ -7,7 +7,13 @@ Networks, for C-channel S x S crops (S divisible by 8), G genes, style dimension
 - ``Generator``: image (B, C, S, S) + style (B, D) -> image (B, C, S, S). Encoder of
   ``n_down`` (paper: three) downsampling and two intermediate instance-norm residual blocks
   (S -> S / 2^n_down); decoder of two intermediate and ``n_down`` upsampling AdaIN residual
-  blocks driven by s. No noise input.
+  blocks driven by s. No noise input. Two options the papers leave open, both off in the
+  paper's setting (config/README.md has the measurements behind them):
+  ``skips`` adds each encoder map to the decoder map of the same size (a U-Net's additive
+  skips; StarGAN v2 has a high-pass variant for faces), so the decoder sees the cell at
+  full resolution and not only through the S / 2^n_down bottleneck; ``residual`` makes the
+  output x + delta(x, s), its last conv zero at initialisation, so that the untrained
+  generator returns its input and training learns what a gene changes.
 - ``Discriminator``: image (B, C, S, S) + gene ids (B,) -> logits (B,): three downsampling
   residual blocks, a conv collapsing S/8 x S/8 to 1 x 1, a 1 x 1 conv with one output per
   gene; the head of each sample's gene is returned. With ``shared_heads`` every gene's head
@@ -26,6 +32,7 @@ M then drifts in its own random direction and genes of one complex do not come t
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
@@ -39,18 +46,28 @@ N_DOWN = 3
 """Downsampling blocks of D and E, and the paper's for G: their last maps are S/8 x S/8."""
 
 MODEL_KEYS = ("image_size", "dim_in", "max_conv_dim", "style_dim", "embed_dim", "embed_init_std",
-              "mapping_hidden", "attention", "attention_heads", "shared_heads", "n_down")
+              "mapping_hidden", "attention", "attention_heads", "shared_heads", "n_down", "skips", "residual")
 """Config keys that shape or initialise the GRAPE networks (stored with the weights)."""
+
+LEGACY_KEYS = {"n_down": N_DOWN, "skips": False, "residual": False}
+"""Generator keys of model files written before they existed, at the values those files had."""
 
 
 class Generator(nn.Module):
-    """Restyle images: (B, C, S, S), style (B, D) -> (B, C, S, S). Outputs are unbounded (z-scores)."""
+    """Restyle images: (B, C, S, S), style (B, D) -> (B, C, S, S). Outputs are unbounded (z-scores).
+
+    ``skips`` and ``residual``: the module docstring. With ``residual``, call
+    :meth:`zero_output` after any re-initialisation of the weights.
+    """
 
     def __init__(self, in_channels: int, image_size: int, style_dim: int, dim_in: int,
-                 max_conv_dim: int, n_mid: int = 2, n_down: int = N_DOWN):
+                 max_conv_dim: int, n_mid: int = 2, n_down: int = N_DOWN, skips: bool = False,
+                 residual: bool = False):
         super().__init__()
         check_image_size(image_size, max(8, 2 ** n_down))  # D and E downsample three times
+        self.skips, self.residual = skips, residual
         w = channel_widths(dim_in, max_conv_dim, n_down)  # w[0] at S, w[n_down] at S / 2^n_down
+        self.n_down = n_down
         self.from_img = nn.Conv2d(in_channels, w[0], 3, 1, 1)
         self.encode = nn.ModuleList(
             [ResBlk(w[i], w[i + 1], normalize=True, downsample=True) for i in range(n_down)]
@@ -60,14 +77,29 @@ class Generator(nn.Module):
             + [AdainResBlk(w[i + 1], w[i], style_dim, upsample=True) for i in reversed(range(n_down))])
         self.to_img = nn.Sequential(nn.InstanceNorm2d(w[0], affine=True), nn.LeakyReLU(0.2),
                                     nn.Conv2d(w[0], in_channels, 1))
+        self.zero_output()
+
+    @torch.no_grad()
+    def zero_output(self) -> None:
+        """With ``residual``: zero the last conv, so that G(x, s) = x for every s (no-op otherwise)."""
+        if self.residual:
+            nn.init.zeros_(self.to_img[-1].weight)
+            nn.init.zeros_(self.to_img[-1].bias)
 
     def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         h = self.from_img(x)                 # (B, w0, S, S)
+        maps = [h]                           # maps[i]: (B, w[i], S / 2^i, S / 2^i)
         for block in self.encode:
             h = block(h)                     # -> (B, w[n_down], S / 2^n_down, ...)
-        for block in self.decode:
-            h = block(h, s)                  # -> (B, w0, S, S)
-        return self.to_img(h)                # (B, C, S, S)
+            maps.append(h)
+        n_mid = len(self.decode) - self.n_down
+        for k, block in enumerate(self.decode):
+            h = block(h, s)                  # -> (B, w0, S, S) after the last block
+            level = n_mid + self.n_down - 1 - k   # the decoder is now at S / 2^level
+            if self.skips and k >= n_mid:
+                h = (h + maps[level]) / math.sqrt(2)
+        out = self.to_img(h)                 # (B, C, S, S)
+        return x + out if self.residual else out
 
 
 class _Trunk(nn.Module):
@@ -189,11 +221,13 @@ def stargan_networks(style: nn.Module, n_heads: int, in_channels: int, cfg: dict
     size, width, top, sdim = cfg["image_size"], cfg["dim_in"], cfg["max_conv_dim"], cfg["style_dim"]
     nets = nn.ModuleDict({
         "style": style,
-        "generator": Generator(in_channels, size, sdim, width, top, n_down=cfg["n_down"]),
+        "generator": Generator(in_channels, size, sdim, width, top, n_down=cfg["n_down"],
+                               skips=cfg["skips"], residual=cfg["residual"]),
         "style_encoder": StyleEncoder(in_channels, size, sdim, width, top),
         "discriminator": Discriminator(in_channels, size, n_heads, width, top),
     })
     nets.apply(he_init)
+    nets["generator"].zero_output()
     nets["style"].reset_embedding()
     if shared_heads:
         nets["discriminator"].share_heads()
@@ -204,7 +238,7 @@ def load_grape(model_path: str | os.PathLike, device: torch.device) -> tuple[dic
     """The payload of a GRAPE model file (``read_model_file``) and its networks, in eval mode
     on ``device``."""
     payload = read_model_file(model_path, "grape", device)
-    payload["config"] = {"n_down": N_DOWN, **payload["config"]}   # files from before n_down: 3
+    payload["config"] = {**LEGACY_KEYS, **payload["config"]}
     nets = build_grape(len(payload["genes"]), len(payload["channels"]), payload["config"]).to(device)
     nets.load_state_dict(payload["state"])
     return payload, nets.eval()

@@ -19,10 +19,10 @@ from torch import nn
 
 from .blocks import MLP
 from .files import read_model_file
-from .grape import N_DOWN, stargan_networks
+from .grape import LEGACY_KEYS, stargan_networks
 
 MODEL_KEYS = ("image_size", "dim_in", "max_conv_dim", "style_dim", "embed_dim", "embed_init_std",
-              "mapping_hidden", "noise_dim", "n_down")
+              "mapping_hidden", "noise_dim", "n_down", "skips", "residual")
 """Config keys that shape the IMPA networks (stored with the weights)."""
 
 
@@ -76,7 +76,7 @@ def load_impa(model_path: str | os.PathLike, device: torch.device) -> tuple[dict
     """The payload of an IMPA model file (``read_model_file``) and its networks (the frozen
     perturbation table, when it was frozen, from the file), in eval mode on ``device``."""
     payload = read_model_file(model_path, "impa", device)
-    payload["config"] = {"n_down": N_DOWN, **payload["config"]}   # files from before n_down: 3
+    payload["config"] = {**LEGACY_KEYS, **payload["config"]}
     table = payload["state"].get("style.frozen")
     nets = build_impa(len(payload["genes"]), len(payload["channels"]), payload["config"],
                       None if table is None else table.cpu().numpy()).to(device)

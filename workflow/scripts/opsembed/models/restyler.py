@@ -9,7 +9,7 @@ import torch
 
 from ..io.errors import InputError
 from .files import read_model_file
-from .grape import build_grape
+from .grape import LEGACY_KEYS, build_grape
 from .ist import build_ist, restyle
 
 
@@ -28,7 +28,7 @@ class Restyler:
         if self.kind == "ist":
             self.nets = build_ist(n_ch, len(payload["genes"]), n_oes, payload["config"])
         else:
-            self.nets = build_grape(n_oes, n_ch, payload["config"])
+            self.nets = build_grape(n_oes, n_ch, {**LEGACY_KEYS, **payload["config"]})
         self.nets.load_state_dict(payload["state"])
         self.nets.to(device).eval().requires_grad_(False)
 
