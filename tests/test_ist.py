@@ -10,7 +10,8 @@ from opsembed.io.tables import read_table
 from opsembed.models.ist import (LayerAdaIN, ResNet18IN, build_ist, gram, init_critic_from_encoder, restyle,
                                  style_code, style_dim)
 from opsembed.models.restyler import load_restyler
-from opsembed.train.ist_trainer import critic_losses, generator_losses, ist_config, pretrain_loss, train_ist, transfer
+from opsembed.train.ist_trainer import (critic_losses, generator_losses, ist_config, pretrain_loss,
+                                        reconstruction_loss, style_loss, train_ist, transfer)
 
 CFG = ist_config({"image_size": 16, "width": 2})
 OOD = {"levels": [{"name": "plate", "columns": ["plate"], "max_folds": None}]}
@@ -53,7 +54,9 @@ def test_gram_matrix_by_hand():
     torch.testing.assert_close(gram(m), expected)
 
 
-def test_generator_restyles_to_image_shape_and_uses_the_style(nets):
+def test_generator_restyles_to_image_shape_and_uses_the_style():
+    torch.manual_seed(0)
+    nets = build_ist(2, 5, 3, {**CFG, "residual": False})       # a residual G starts as the identity
     x, s1, s2 = torch.randn(2, 2, 16, 16), torch.randn(2, 2, 16, 16), 3 * torch.randn(2, 2, 16, 16) + 1
     out1 = restyle(nets["encoder"], nets["generator"], x, s1)
     assert out1.shape == x.shape
@@ -80,6 +83,39 @@ def _grads(module):
 
 def _has_grad(module):
     return any(g is not None and g.abs().sum() > 0 for g in _grads(module))
+
+
+def test_residual_generator_starts_as_the_identity_and_the_paper_one_does_not():
+    torch.manual_seed(0)
+    x, s = torch.randn(3, 2, 16, 16), 3 * torch.randn(3, 2, 16, 16) + 1
+    res = build_ist(2, 5, 3, {**CFG, "residual": True})
+    torch.testing.assert_close(restyle(res["encoder"], res["generator"], x, s), x, rtol=0, atol=0)
+    assert reconstruction_loss(res, x) == 0
+    paper = build_ist(2, 5, 3, {**CFG, "residual": False})
+    assert (restyle(paper["encoder"], paper["generator"], x, s) - x).abs().mean() > 0.1
+    with pytest.raises(ValueError, match="content image"):
+        res["generator"](res["encoder"].maps(x), style_code(res["encoder"].maps(s)))
+
+
+def test_pool_norm_hides_a_gain_of_the_last_map_and_no_pool_norm_shows_it():
+    torch.manual_seed(0)
+    m = [torch.randn(2, 16, 2, 2) + 0.5]
+    with_norm, without = ResNet18IN(2, 2, pool_norm=True), ResNet18IN(2, 2, pool_norm=False)
+    torch.testing.assert_close(with_norm.pooled([3 * m[0]]), with_norm.pooled(m), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(without.pooled([3 * m[0]]), 3 * without.pooled(m))   # LeakyReLU is 1-homogeneous
+    torch.testing.assert_close(without.pooled(m), torch.nn.functional.leaky_relu(m[0], 0.2).mean(dim=(2, 3)))
+    assert ist_config({})["pool_norm"] is True and ist_config({})["residual"] is False   # demo defaults unchanged
+
+
+def test_style_loss_l1_and_mse_by_hand():
+    a = [torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]]), torch.ones(1, 1, 1, 1)]     # grams [[5,11],[11,25]]/4, [[1]]
+    b = [torch.zeros(1, 2, 1, 2), torch.zeros(1, 1, 1, 1)]
+    l1 = (torch.tensor([5.0, 11, 11, 25]) / 4).mean() / 2 + 1.0 / 2                  # mean over the 2 maps
+    mse = (torch.tensor([5.0, 11, 11, 25]) ** 2 / 16).mean() + 1.0                    # sum over the maps
+    torch.testing.assert_close(style_loss(a, b, "l1"), l1)
+    torch.testing.assert_close(style_loss(a, b, "mse"), mse)
+    with pytest.raises(ValueError, match="l1 or mse"):
+        style_loss(a, b, "l2")
 
 
 def test_pretrain_loss_trains_only_the_encoder(nets):
@@ -149,6 +185,16 @@ def test_config_rejects_unknown_keys_and_bad_phases():
         ist_config({"lamda_style": 1.0})
     with pytest.raises(ValueError, match="pretrain_iterations"):
         ist_config({"pretrain_iterations": 10, "iterations": 10})
+    with pytest.raises(InputError, match="warmup_iterations"):
+        ist_config({"pretrain_iterations": 10, "warmup_iterations": 5, "iterations": 15})
+
+
+def test_warmup_trains_only_the_generator_to_reconstruct(cells, tmp_path):
+    losses = _train(cells, tmp_path, iterations=7, warmup_iterations=2, residual=False)
+    warm = losses[losses["step"].isin([4, 5])]
+    assert (warm["content"] > 0).all() and (warm["g_total"] == warm["content"]).all()
+    assert (warm[["adv", "style", "d_total", "gene_ce"]] == 0).all().all()
+    assert (losses.loc[losses["step"] > 5, "adv"] > 0).all()
 
 
 def _train(cells, out, **over):

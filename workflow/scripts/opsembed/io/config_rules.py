@@ -69,6 +69,10 @@ def _ist(ist: dict, where: str) -> None:
     if not 0 <= ist["pretrain_iterations"] < ist["iterations"]:
         raise InputError(f"{where}.pretrain_iterations ({ist['pretrain_iterations']}) must be below "
                          f"{where}.iterations ({ist['iterations']}), the total step count.")
+    if ist.get("warmup_iterations", 0) and ist["pretrain_iterations"] + ist["warmup_iterations"] >= ist["iterations"]:
+        raise InputError(f"{where}.pretrain_iterations + {where}.warmup_iterations ({ist['pretrain_iterations']} + "
+                         f"{ist['warmup_iterations']}) must be below {where}.iterations ({ist['iterations']}), "
+                         "so that some steps train G adversarially; lower the warm-up or raise iterations.")
 
 
 RULES: dict[str, list[Callable[[dict, str], None]]] = {

@@ -8,7 +8,10 @@ G = genes in the vocabulary, K = observational environments (OEs, e.g. plate/wel
   two residual blocks (16 convs), widths w, 2w, 4w, 8w at sides S, S/2, S/4, S/8.
   Together with a linear head that is the 18 weight layers of a ResNet-18; the stem has
   no stride or max-pool because crops are small (32-96 px). ``maps(x)`` returns the four
-  stage outputs; ``pooled(maps)`` is the penultimate feature (B, 8w).
+  stage outputs; ``pooled(maps)`` is the penultimate feature (B, 8w): a last instance norm,
+  LeakyReLU and global average pool, or without that norm (``pool_norm`` False, IST's
+  ``ood.ist.pool_norm``: an instance norm right before the average pool removes each
+  channel's spatial mean and scale, the very statistics a stain gain or background shifts).
 - ``MultiTaskEncoder`` E: the trunk plus a gene head (G) and an OE head (K).
 - ``style_code(maps)``: v = per-layer (mean, std) over space of E's four stage maps,
   concatenated as [mean_1, std_1, ..., mean_4, std_4]: (B, 2 * 15 w) = (B, 30 w).
@@ -32,7 +35,7 @@ from .blocks import AdaIN, ResBlk, check_image_size, he_init
 STAGE_SCALE = (1, 2, 4, 8)
 """Width multiple of each stage (stage i has width STAGE_SCALE[i] * w, side S / 2^i)."""
 
-MODEL_KEYS = ("image_size", "width")
+MODEL_KEYS = ("image_size", "width", "pool_norm", "residual")
 """Config keys that shape the IST networks (stored with the weights)."""
 
 
@@ -44,8 +47,9 @@ def style_dim(width: int) -> int:
 class ResNet18IN(nn.Module):
     """Pre-activation ResNet-18 trunk with instance norm: (B, C, S, S) -> stage maps."""
 
-    def __init__(self, in_channels: int, width: int):
+    def __init__(self, in_channels: int, width: int, pool_norm: bool = True):
         super().__init__()
+        self.pool_norm = bool(pool_norm)
         widths = [s * width for s in STAGE_SCALE]
         self.out_dim = widths[-1]
         self.stem = nn.Conv2d(in_channels, width, 3, 1, 1)
@@ -68,8 +72,10 @@ class ResNet18IN(nn.Module):
         return out
 
     def pooled(self, maps: list[torch.Tensor]) -> torch.Tensor:
-        """Penultimate feature (B, 8w): norm, LeakyReLU(0.2), global average pool of the last map."""
-        return F.leaky_relu(self.head_norm(maps[-1]), 0.2).mean(dim=(2, 3))
+        """Penultimate feature (B, 8w): norm (when ``pool_norm``), LeakyReLU(0.2), global average
+        pool of the last map. The norm's parameters exist either way (same state dict)."""
+        h = self.head_norm(maps[-1]) if self.pool_norm else maps[-1]
+        return F.leaky_relu(h, 0.2).mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate feature (B, 8w)."""
@@ -100,9 +106,9 @@ def gram(m: torch.Tensor) -> torch.Tensor:
 class MultiTaskEncoder(nn.Module):
     """E: ResNet18IN trunk with a gene head (B, G) and an OE head (B, K)."""
 
-    def __init__(self, in_channels: int, width: int, n_genes: int, n_oes: int):
+    def __init__(self, in_channels: int, width: int, n_genes: int, n_oes: int, pool_norm: bool = True):
         super().__init__()
-        self.trunk = ResNet18IN(in_channels, width)
+        self.trunk = ResNet18IN(in_channels, width, pool_norm)
         self.gene_head = nn.Linear(self.trunk.out_dim, n_genes)
         self.oe_head = nn.Linear(self.trunk.out_dim, n_oes)
 
@@ -158,10 +164,15 @@ class UNetGenerator(nn.Module):
     image's per-channel mean and std of the same E layer), concatenated, and merged by a
     residual block; nearest-neighbour upsampling between sides. Finally AdaIN at S,
     LeakyReLU and a 1 x 1 conv to C channels. Outputs are unbounded z-scores.
+
+    ``residual`` (``ood.ist.residual``; False in the paper): the output is the content image
+    plus that conv's output, the conv zero at initialisation (``zero_residual``), so the
+    untrained G returns its input and learns only the change; ``forward`` then needs ``x``.
     """
 
-    def __init__(self, out_channels: int, width: int):
+    def __init__(self, out_channels: int, width: int, residual: bool = False):
         super().__init__()
+        self.residual = bool(residual)
         w = [s * width for s in STAGE_SCALE]
         self.bottom = LayerAdaIN(width, 3)
         self.bottom_block = ResBlk(w[3], w[2])                         # S/8, then up to S/4
@@ -173,12 +184,25 @@ class UNetGenerator(nn.Module):
         self.out_norm = LayerAdaIN(width, 0)
         self.to_img = nn.Conv2d(w[0], out_channels, 1)
 
-    def forward(self, maps: list[torch.Tensor], v: torch.Tensor) -> torch.Tensor:
+    @torch.no_grad()
+    def zero_residual(self) -> None:
+        """Zero the last conv (for ``residual``: G starts as the identity)."""
+        self.to_img.weight.zero_()
+        self.to_img.bias.zero_()
+
+    def forward(self, maps: list[torch.Tensor], v: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        """maps: E's maps of the content; v (B, 30 w); x: the content image (B, C, S, S), needed
+        (and used) only when ``residual``."""
         h = self.bottom_block(self.bottom(maps[3], v))
         for i, (skip, block) in enumerate(zip((maps[2], maps[1], maps[0]), self.blocks)):
             h = F.interpolate(h, scale_factor=2, mode="nearest")
             h = block(torch.cat([self.stream_norms[i](h, v), self.skip_norms[i](skip, v)], dim=1))
-        return self.to_img(F.leaky_relu(self.out_norm(h, v), 0.2))
+        out = self.to_img(F.leaky_relu(self.out_norm(h, v), 0.2))
+        if self.residual:
+            if x is None:
+                raise ValueError("a residual IST generator needs the content image x")
+            out = x + out
+        return out
 
 
 class MultiTaskCritic(nn.Module):
@@ -195,22 +219,26 @@ class MultiTaskCritic(nn.Module):
 
 def build_ist(in_channels: int, n_genes: int, n_oes: int, cfg: dict) -> nn.ModuleDict:
     """``encoder`` (E), ``generator`` (G) and ``critic`` (D), He-initialised (G's AdaIN layers
-    then set to classic AdaIN, see ``LayerAdaIN``).
+    then set to classic AdaIN, see ``LayerAdaIN``). ``cfg``: ``image_size``, ``width`` and
+    ``pool_norm`` and ``residual`` (absent, as in model files written before they existed:
+    True and False).
 
     Call ``init_critic_from_encoder`` once E is trained. Draws from torch's global RNG.
     """
     check_image_size(cfg["image_size"])
-    width = int(cfg["width"])
-    encoder = MultiTaskEncoder(in_channels, width, n_genes, n_oes)
+    width, pool_norm = int(cfg["width"]), bool(cfg.get("pool_norm", True))
+    encoder = MultiTaskEncoder(in_channels, width, n_genes, n_oes, pool_norm)
     nets = nn.ModuleDict({
         "encoder": encoder,
-        "generator": UNetGenerator(in_channels, width),
-        "critic": MultiTaskCritic(ResNet18IN(in_channels, width), n_oes),
+        "generator": UNetGenerator(in_channels, width, bool(cfg.get("residual", False))),
+        "critic": MultiTaskCritic(ResNet18IN(in_channels, width, pool_norm), n_oes),
     })
     nets.apply(he_init)
     for module in nets["generator"].modules():
         if isinstance(module, LayerAdaIN):
             module.reset_classic()
+    if nets["generator"].residual:
+        nets["generator"].zero_residual()
     return nets
 
 
@@ -222,4 +250,4 @@ def init_critic_from_encoder(nets: nn.ModuleDict) -> None:
 def restyle(encoder: MultiTaskEncoder, generator: UNetGenerator, content: torch.Tensor,
             style: torch.Tensor) -> torch.Tensor:
     """x_hat = G(E(content), v(E(style))): content (B, C, S, S) re-imaged in style's OE."""
-    return generator(encoder.maps(content), style_code(encoder.maps(style)))
+    return generator(encoder.maps(content), style_code(encoder.maps(style)), content)

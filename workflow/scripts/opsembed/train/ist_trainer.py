@@ -4,7 +4,10 @@ trained on the fold's training cells only:
 - steps 0 .. pretrain_iterations - 1: E learns the multi-task objective, cross-entropy of
   its gene head on gene-balanced batches plus cross-entropy of its OE head on
   OE-balanced batches (randomly flipped and rotated when ``augment``);
-- at step pretrain_iterations E is frozen and D's trunk is copied from E's;
+- then, for ``warmup_iterations`` steps (0 in the paper), E is frozen and G alone learns to
+  reconstruct its input from E's maps and its own style code (``reconstruction_loss``; the
+  loss table's ``content`` and ``g_total`` columns);
+- at the first adversarial step D's trunk is copied from E's (frozen since pretraining);
 - later steps: content images x (balanced over genes) are paired at random with style
   images (balanced over OEs); D learns the non-saturating loss with R1; G learns the
   weighted sum of adversarial, Gram style, cycle, content and class-matching losses
@@ -59,11 +62,17 @@ def pretrain_loss(nets: nn.ModuleDict, x: torch.Tensor, gene: torch.Tensor, x_oe
     return {"gene_ce": gene_ce, "oe_ce": oe_ce, "total": gene_ce + oe_ce}
 
 
+def reconstruction_loss(nets: nn.ModuleDict, x: torch.Tensor) -> torch.Tensor:
+    """G's warm-up loss: mean |G(E(x), v(x)) - x| for x (B, C, S, S), a scalar (E frozen)."""
+    maps = nets["encoder"].maps(x)
+    return (nets["generator"](maps, style_code(maps), x) - x).float().abs().mean()
+
+
 def transfer(nets: nn.ModuleDict, x: torch.Tensor, style: torch.Tensor) -> tuple:
     """(E's maps of x, E's maps of style, x_hat = G(E(x), v(style))) with the graph kept,
     shared by the D step (which detaches x_hat) and the G step."""
     maps_x, maps_s = nets["encoder"].maps(x), nets["encoder"].maps(style)
-    return maps_x, maps_s, nets["generator"](maps_x, style_code(maps_s))
+    return maps_x, maps_s, nets["generator"](maps_x, style_code(maps_s), x)
 
 
 def critic_losses(nets: nn.ModuleDict, style: torch.Tensor, style_oe: torch.Tensor, fake: torch.Tensor,
@@ -76,14 +85,27 @@ def critic_losses(nets: nn.ModuleDict, style: torch.Tensor, style_oe: torch.Tens
     return discriminator_loss(nets["critic"], style, style_oe, fake, style_oe, r1_gamma)
 
 
+def style_loss(maps_a: list[torch.Tensor], maps_b: list[torch.Tensor], distance: str) -> torch.Tensor:
+    """Gram style loss between two lists of E's maps (each (B, c, h, w)), a scalar: ``l1`` the
+    mean over maps of mean |Gram(a) - Gram(b)| (the paper's eq. 3); ``mse`` the sum over maps
+    of mean (Gram(a) - Gram(b))^2."""
+    if distance == "l1":
+        return sum((gram(a) - gram(b)).abs().mean() for a, b in zip(maps_a, maps_b)) / len(maps_a)
+    if distance == "mse":
+        return sum(((gram(a) - gram(b)) ** 2).mean() for a, b in zip(maps_a, maps_b))
+    raise ValueError(f"style_distance must be l1 or mse, not {distance!r}")
+
+
 def generator_losses(nets: nn.ModuleDict, x: torch.Tensor, style_oe: torch.Tensor, transferred: tuple,
                      lam: dict) -> dict[str, torch.Tensor]:
     """G's losses for content x (B, C, S, S) restyled into style images of OEs ``style_oe`` (B,);
     ``transferred`` = ``transfer(nets, x, style)`` = (maps of x, maps of style, x_hat).
 
     - ``adv``: mean softplus(-D_{style_oe}(x_hat)) (non-saturating);
-    - ``style``: sum over E's four maps of the mean squared difference between the Gram
-      matrices of x_hat and of the style image;
+    - ``style``: the difference between the Gram matrices of x_hat and of the style image on
+      each of E's four maps (``style_distance``): ``l1``, the paper's eq. 3, the mean over the
+      maps of the mean absolute difference; ``mse``, the sum over the maps of the mean
+      squared difference;
     - ``cycle``: mean |x - G(E(x_hat), v(x))|;
     - ``content``: mean |x_hat - x| (pixels) + mean |IN(E_4(x_hat)) - IN(E_4(x))| on E's
       deepest map, instance-normalised (its statistics are style, its pattern content);
@@ -98,8 +120,8 @@ def generator_losses(nets: nn.ModuleDict, x: torch.Tensor, style_oe: torch.Tenso
     maps_x, maps_s, fake = transferred
     maps_f = enc.maps(fake)
     adv = generator_adv_loss(nets["critic"](fake, style_oe))
-    style_l = sum(((gram(a) - gram(b)) ** 2).mean() for a, b in zip(maps_f, maps_s))
-    cycle = (gen(maps_f, style_code(maps_x)) - x).float().abs().mean()
+    style_l = style_loss(maps_f, maps_s, lam.get("style_distance", "mse"))
+    cycle = (gen(maps_f, style_code(maps_x), fake) - x).float().abs().mean()
     content = (fake - x).float().abs().mean() + \
         (F.instance_norm(maps_f[-1].float()) - F.instance_norm(maps_x[-1].float())).abs().mean()
     pooled_f = enc.trunk.pooled(maps_f)
@@ -150,8 +172,14 @@ class ISTTrainer(Trainer):
                 p = pretrain_loss(self.nets, x, lab_x[:, 0], s, lab_s[:, 1])
             update(self.optimizers["encoder"], p["total"])
             out.update(gene_ce=p["gene_ce"], oe_ce=p["oe_ce"])
+        elif step < self.cfg["pretrain_iterations"] + self.cfg["warmup_iterations"]:
+            self.nets["encoder"].requires_grad_(False)
+            with autocast(self.device, bf16):
+                recon = reconstruction_loss(self.nets, x)
+            update(self.optimizers["generator"], recon)
+            out.update(content=recon, g_total=recon)
         else:
-            if step == self.cfg["pretrain_iterations"]:
+            if step == self.cfg["pretrain_iterations"] + self.cfg["warmup_iterations"]:
                 init_critic_from_encoder(self.nets)
             self.nets["encoder"].requires_grad_(False)
             oe = lab_s[:, 1]
