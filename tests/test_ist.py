@@ -118,6 +118,17 @@ def test_style_loss_l1_and_mse_by_hand():
         style_loss(a, b, "l2")
 
 
+def test_style_layers_choose_the_maps_of_the_style_loss(nets):
+    nets = _frozen(nets)
+    x, s = torch.randn(2, 2, 16, 16), 2 * torch.randn(2, 2, 16, 16)
+    tr = transfer(nets, x, s)
+    maps_f, maps_s = nets["encoder"].maps(tr[2]), tr[1]
+    for layers in ([0], [1, 3]):
+        g = generator_losses(nets, x, torch.tensor([0, 1]), tr, {**CFG, "style_layers": layers, "style_distance": "l1"})
+        expected = sum((gram(maps_f[i]) - gram(maps_s[i])).abs().mean() for i in layers) / len(layers)
+        torch.testing.assert_close(g["style"], expected)
+
+
 def test_pretrain_loss_trains_only_the_encoder(nets):
     x = torch.randn(4, 2, 16, 16)
     out = pretrain_loss(nets, x, torch.tensor([0, 1, 2, 3]), x, torch.tensor([0, 1, 2, 0]))

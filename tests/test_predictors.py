@@ -78,6 +78,16 @@ def test_classifier_shapes_and_mixstyle_changes_only_when_asked():
     assert not torch.allclose(net.features(x, mix), net.features(x))
 
 
+def test_classifier_pool_norm_off_pools_the_last_map_as_it_is():
+    torch.manual_seed(0)
+    cfg = {"image_size": 16, "width": 2}
+    off, on = GeneClassifier(2, 5, {**cfg, "pool_norm": False}), GeneClassifier(2, 5, cfg)   # absent: on
+    assert on.trunk.pool_norm and not off.trunk.pool_norm
+    x = torch.randn(4, 2, 16, 16)
+    last = off.trunk.maps(x)[-1]
+    torch.testing.assert_close(off.features(x), torch.nn.functional.leaky_relu(last, 0.2).mean(dim=(2, 3)))
+
+
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     """Two plates: odd genes only on P1, even genes only on P2, controls on both; tiny IST and

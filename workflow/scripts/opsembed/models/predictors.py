@@ -22,7 +22,7 @@ from .files import read_model_file
 from .ist import ResNet18IN
 from .restyler import Restyler
 
-MODEL_KEYS = ("image_size", "width")
+MODEL_KEYS = ("image_size", "width", "pool_norm")
 """Config keys that shape a GeneClassifier (stored with the weights)."""
 
 
@@ -86,7 +86,7 @@ class GeneClassifier(nn.Module):
     def __init__(self, in_channels: int, n_genes: int, cfg: dict):
         super().__init__()
         check_image_size(cfg["image_size"])
-        self.trunk = ResNet18IN(in_channels, int(cfg["width"]))
+        self.trunk = ResNet18IN(in_channels, int(cfg["width"]), bool(cfg.get("pool_norm", True)))  # absent: True
         self.head = nn.Linear(self.trunk.out_dim, n_genes)
         self.apply(he_init)
 

@@ -103,7 +103,7 @@ def generator_losses(nets: nn.ModuleDict, x: torch.Tensor, style_oe: torch.Tenso
 
     - ``adv``: mean softplus(-D_{style_oe}(x_hat)) (non-saturating);
     - ``style``: the difference between the Gram matrices of x_hat and of the style image on
-      each of E's four maps (``style_distance``): ``l1``, the paper's eq. 3, the mean over the
+      E's maps ``style_layers`` (0-based; the paper: all four) (``style_distance``): ``l1``, the paper's eq. 3, the mean over the
       maps of the mean absolute difference; ``mse``, the sum over the maps of the mean
       squared difference;
     - ``cycle``: mean |x - G(E(x_hat), v(x))|;
@@ -120,7 +120,8 @@ def generator_losses(nets: nn.ModuleDict, x: torch.Tensor, style_oe: torch.Tenso
     maps_x, maps_s, fake = transferred
     maps_f = enc.maps(fake)
     adv = generator_adv_loss(nets["critic"](fake, style_oe))
-    style_l = style_loss(maps_f, maps_s, lam.get("style_distance", "mse"))
+    layers = lam.get("style_layers", (0, 1, 2, 3))
+    style_l = style_loss([maps_f[i] for i in layers], [maps_s[i] for i in layers], lam.get("style_distance", "mse"))
     cycle = (gen(maps_f, style_code(maps_x), fake) - x).float().abs().mean()
     content = (fake - x).float().abs().mean() + \
         (F.instance_norm(maps_f[-1].float()) - F.instance_norm(maps_x[-1].float())).abs().mean()
