@@ -1,6 +1,7 @@
 """GRAPE / IMPA networks: shapes, heads, initialisation (shared heads), attention switch."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -160,7 +161,8 @@ def test_skips_let_the_decoder_see_the_cell_besides_the_bottleneck():
     gaps = {}
     for skips in (False, True):
         torch.manual_seed(0)
-        gen = build_grape(3, 2, grape_config({**TINY, "n_down": 2, "skips": skips}))["generator"].eval()
+        cfg = grape_config({**TINY, "n_down": 2, "skips": skips, "residual": False})
+        gen = build_grape(3, 2, cfg)["generator"].eval()
         for block in gen.encode[2:]:                                  # the two blocks at the bottleneck
             block.register_forward_hook(lambda module, args, out: out * 0)
         with torch.no_grad():
@@ -169,9 +171,12 @@ def test_skips_let_the_decoder_see_the_cell_besides_the_bottleneck():
     assert gaps[True] > 0.1
 
 
-def test_generator_options_default_to_the_paper_and_old_model_files_get_them_off():
+def test_old_model_files_and_the_paper_config_get_the_paper_generator():
+    import yaml
+
     from opsembed.models.grape import LEGACY_KEYS, MODEL_KEYS
     assert LEGACY_KEYS == {"n_down": 3, "skips": False, "residual": False}
     assert set(LEGACY_KEYS) <= set(MODEL_KEYS)
-    cfg = grape_config(TINY)
-    assert cfg["skips"] is False and cfg["residual"] is False        # the paper's generator by default
+    paper = yaml.safe_load(open(Path(__file__).parents[1] / "config" / "paper.yaml"))["methods"]
+    for method in ("grape", "impa"):
+        assert paper[method]["skips"] is False and paper[method]["residual"] is False

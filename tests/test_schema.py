@@ -30,7 +30,8 @@ def test_anchored_blocks_take_the_shared_keys_and_their_own_overrides():
     assert stargan["shared_heads"] == grape["shared_heads"] and stargan["lambda_cyc"] == grape["lambda_cyc"]
     assert stargan["ema"] == {"mode": "none", "every": 2500, "gamma": 0.5, "beta": 0.999}
     assert grape["ema"]["mode"] == "filter" and impa["ema"]["mode"] == "none"
-    assert impa["embed_init_std"] == 0.01 and grape["embed_init_std"] == 0.003
+    assert impa["embed_init_std"] == 1.0 and grape["embed_init_std"] == 0.003
+    assert grape["skips"] and impa["residual"] and not stargan["skips"] and not stargan["residual"]
 
 
 def test_block_config_fills_checks_and_applies_cross_key_rules():

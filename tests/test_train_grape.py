@@ -103,7 +103,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, cells_h5, one_t
 
 def test_discriminator_separates_real_from_fake(cells_h5, one_thread):
     torch.manual_seed(0)
-    nets = build_grape(len(GENES), 2, grape_config(TINY))
+    # the paper's generator: a residual one returns its input untrained, a fake D cannot tell
+    nets = build_grape(len(GENES), 2, grape_config({**TINY, "residual": False}))
     run = dict(nets.items())
     opt = torch.optim.Adam(nets["discriminator"].parameters(), lr=1e-3, betas=(0.0, 0.99))
     x, y = _batch(cells_h5)
@@ -143,8 +144,9 @@ def test_detach_style_switch(cells_h5, one_thread):
 
 
 def test_cycle_switch(cells_h5, one_thread):
-    on, g_on = _grads({"cycle": True}, cells_h5, "generator")
-    off, g_off = _grads({"cycle": False}, cells_h5, "generator")
+    # the paper's generator: a residual one returns its input untrained, with a cycle loss of 0
+    on, g_on = _grads({"cycle": True, "residual": False}, cells_h5, "generator")
+    off, g_off = _grads({"cycle": False, "residual": False}, cells_h5, "generator")
     assert on["cycle"].item() > 0 and off["cycle"].item() == 0
     assert torch.equal(on["g_adv"], off["g_adv"])                  # same draw, only the cycle term differs
     assert not torch.allclose(g_on, g_off)
