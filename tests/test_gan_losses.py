@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import torch
 
 from opsembed.train.gan import discriminator_loss, generator_adv_loss
@@ -39,3 +40,24 @@ def test_impa_generator_losses_on_stub_networks():
     for key, value in expected.items():
         assert math.isclose(out[key].item(), value, rel_tol=1e-6), key
     assert math.isclose(out["g_total"].item(), math.log(2.0) + 2.0 * 1.0 - 0.4 * 1.5 + 0.5 * 2.5, rel_tol=1e-6)
+
+
+def test_translate_shifts_each_image_by_its_own_offset_with_reflected_edges():
+    from opsembed.train.gan import shifted_critic, translate
+    x = torch.randn(16, 2, 5, 5)
+    gen = torch.Generator().manual_seed(0)
+    out = translate(x, 2, gen)
+    offsets = set()
+    for img, shifted in zip(x.numpy(), out.numpy()):
+        padded = np.pad(img, ((0, 0), (2, 2), (2, 2)), mode="reflect")
+        matches = [(dy, dx) for dy in range(5) for dx in range(5)
+                   if np.array_equal(padded[:, dy:dy + 5, dx:dx + 5], shifted)]
+        assert len(matches) == 1                                          # one whole-pixel offset, both channels
+        offsets.add(matches[0])
+    assert len(offsets) > 1                                               # drawn per image, not per batch
+    assert torch.equal(translate(x, 0, gen), x)
+    x.requires_grad_(True)
+    translate(x, 1, gen).sum().backward()
+    assert x.grad.sum() == x.numel()                                      # each output pixel is one input pixel
+    critic = lambda images, labels: images.flatten(1).sum(1)
+    assert shifted_critic(critic, 0, gen) is critic

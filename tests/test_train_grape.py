@@ -213,3 +213,10 @@ def test_warmup_steps_train_only_reconstruction(cells_h5, one_thread):
     trainer.train_step(1, {"x": (x, y)})
     losses = dict(zip(trainer.loss_names, trainer.train_step(2, {"x": (x, y)}).tolist()))   # past the warm-up
     assert losses["d_real"] > 0 and losses["g_adv"] > 0
+
+
+def test_d_translate_changes_what_the_discriminator_sees(tmp_path, cells_h5, one_thread):
+    base = _train(tmp_path / "base", cells_h5, iterations=2, log_every=1)
+    shifted = _train(tmp_path / "shift", cells_h5, iterations=2, log_every=1, d_translate=1)
+    assert not base["d_real"].equals(shifted["d_real"])
+    assert np.isfinite(shifted.drop(columns="step").to_numpy()).all()

@@ -45,6 +45,32 @@ def discriminator_loss(critic: Callable[[torch.Tensor, torch.Tensor], torch.Tens
     return {"d_real": d_real, "d_fake": d_fake, "r1": r1, "d_total": d_real + d_fake + r1_gamma * r1}
 
 
+def translate(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
+    """Each image of x (B, C, S, S) shifted by its own whole-pixel offsets (dy, dx), each drawn
+    uniformly from [-max_shift, max_shift] with ``gen``; edges are filled by reflection.
+    Differentiable in x; x itself when max_shift is 0."""
+    if max_shift <= 0:
+        return x
+    b, _, side, _ = x.shape
+    padded = F.pad(x, (max_shift,) * 4, mode="reflect")                     # (B, C, S + 2t, S + 2t)
+    start = torch.randint(0, 2 * max_shift + 1, (b, 2), generator=gen, device=gen.device).to(x.device)
+    grid = torch.arange(side, device=x.device)
+    rows = (start[:, 0, None] + grid)[:, None, :, None].expand(-1, x.shape[1], -1, padded.shape[-1])
+    x = padded.gather(2, rows)                                              # (B, C, S, S + 2t)
+    cols = (start[:, 1, None] + grid)[:, None, None, :].expand(-1, x.shape[1], side, -1)
+    return x.gather(3, cols)                                                # (B, C, S, S)
+
+
+def shifted_critic(critic: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], max_shift: int,
+                   gen: torch.Generator) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``critic`` that sees its images through :func:`translate` (new offsets per call): the
+    discriminator's translation augmentation, applied alike to reals and fakes; ``critic``
+    itself when max_shift is 0."""
+    if max_shift <= 0:
+        return critic
+    return lambda x, labels: critic(translate(x, max_shift, gen), labels)
+
+
 def generator_adv_loss(logits: torch.Tensor) -> torch.Tensor:
     """The non-saturating G loss: mean softplus(-D(fake)) of the critic's logits (B,) on fakes."""
     return F.softplus(-logits.float()).mean()

@@ -31,7 +31,7 @@ from ..models.grape import MODEL_KEYS, build_grape, load_grape
 from .data import BalancedSampler, CellImages, crop_reader, dihedral, step_generator
 from .device import resolve_device
 from .gan import (cells_per_gene, discriminator_loss, gan_step, generator_adv_loss, mean_per_gene, mosaic,
-                  sample_choice, styled_columns, warmup_step)
+                  sample_choice, shifted_critic, styled_columns, warmup_step)
 from .loop import Trainer, run_training
 
 log = logging.getLogger(__name__)
@@ -99,8 +99,10 @@ class GrapeTrainer(Trainer):
             return warmup_step(self, x)
         gen = step_generator(self.seed, 100, step, self.device)
         z = y[torch.randperm(len(y), generator=gen, device=self.device)]
-        return gan_step(self, lambda: discriminator_losses(self.run, x, y, z, self.cfg["r1_gamma"]),
-                        lambda: generator_losses(self.run, x, z, self.cfg))
+        run = {**self.run, "discriminator": shifted_critic(
+            self.run["discriminator"], self.cfg["d_translate"], step_generator(self.seed, 102, step, self.device))}
+        return gan_step(self, lambda: discriminator_losses(run, x, y, z, self.cfg["r1_gamma"]),
+                        lambda: generator_losses(run, x, z, self.cfg))
 
     def column_labels(self) -> list[str]:
         """Names of the sample grid's domains ``sample_domains`` (ids into the style table)."""
