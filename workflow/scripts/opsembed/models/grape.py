@@ -88,16 +88,18 @@ class Generator(nn.Module):
 
     def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         h = self.from_img(x)                 # (B, w0, S, S)
-        maps = [h]                           # maps[i]: (B, w[i], S / 2^i, S / 2^i)
-        for block in self.encode:
+        skips = []                           # skips[i]: (B, w[i], S / 2^i, S / 2^i), i < n_down
+        for i, block in enumerate(self.encode):
+            if i < self.n_down:
+                skips.append(h)
             h = block(h)                     # -> (B, w[n_down], S / 2^n_down, ...)
-            maps.append(h)
         n_mid = len(self.decode) - self.n_down
-        for k, block in enumerate(self.decode):
-            h = block(h, s)                  # -> (B, w0, S, S) after the last block
-            level = n_mid + self.n_down - 1 - k   # the decoder is now at S / 2^level
-            if self.skips and k >= n_mid:
-                h = (h + maps[level]) / math.sqrt(2)
+        for block in self.decode[:n_mid]:
+            h = block(h, s)
+        for block, skip in zip(self.decode[n_mid:], reversed(skips)):
+            h = block(h, s)                  # doubles the side: -> (B, w0, S, S) after the last
+            if self.skips:
+                h = (h + skip) / math.sqrt(2)
         out = self.to_img(h)                 # (B, C, S, S)
         return x + out if self.residual else out
 

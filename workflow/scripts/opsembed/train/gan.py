@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..io.errors import InputError
-from .data import CellImages
+from .data import CellImages, step_generator
 from .device import autocast
 from .monitor import sample_grid
 
@@ -69,6 +69,14 @@ def shifted_critic(critic: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     if max_shift <= 0:
         return critic
     return lambda x, labels: critic(translate(x, max_shift, gen), labels)
+
+
+def step_networks(trainer, step: int) -> dict:
+    """``trainer.run`` for one step: the discriminator wrapped by :func:`shifted_critic` with the
+    config's ``d_translate`` and offsets drawn from (trainer seed, stream 102, step)."""
+    critic = shifted_critic(trainer.run["discriminator"], trainer.cfg["d_translate"],
+                            step_generator(trainer.seed, 102, step, trainer.device))
+    return {**trainer.run, "discriminator": critic}
 
 
 def generator_adv_loss(logits: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,7 @@ from ..models.grape import MODEL_KEYS, build_grape, load_grape
 from .data import BalancedSampler, CellImages, crop_reader, dihedral, step_generator
 from .device import resolve_device
 from .gan import (cells_per_gene, discriminator_loss, gan_step, generator_adv_loss, mean_per_gene, mosaic,
-                  sample_choice, shifted_critic, styled_columns, warmup_step)
+                  sample_choice, step_networks, styled_columns, warmup_step)
 from .loop import Trainer, run_training
 
 log = logging.getLogger(__name__)
@@ -99,8 +99,7 @@ class GrapeTrainer(Trainer):
             return warmup_step(self, x)
         gen = step_generator(self.seed, 100, step, self.device)
         z = y[torch.randperm(len(y), generator=gen, device=self.device)]
-        run = {**self.run, "discriminator": shifted_critic(
-            self.run["discriminator"], self.cfg["d_translate"], step_generator(self.seed, 102, step, self.device))}
+        run = step_networks(self, step)
         return gan_step(self, lambda: discriminator_losses(run, x, y, z, self.cfg["r1_gamma"]),
                         lambda: generator_losses(run, x, z, self.cfg))
 

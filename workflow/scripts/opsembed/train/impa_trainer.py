@@ -30,7 +30,7 @@ from ..models.impa import MODEL_KEYS, build_impa, load_impa
 from .data import BalancedSampler, CellImages, crop_reader, dihedral, step_generator
 from .device import resolve_device
 from .gan import (cells_per_gene, discriminator_loss, gan_step, generator_adv_loss, mean_per_gene, mosaic,
-                  sample_choice, shifted_critic, warmup_step)
+                  sample_choice, step_networks, warmup_step)
 from .loop import Trainer, run_training
 
 log = logging.getLogger(__name__)
@@ -139,8 +139,7 @@ class ImpaTrainer(Trainer):
         n1 = torch.randn(len(x), self.cfg["noise_dim"], generator=gen, device=self.device)
         n2 = torch.randn(len(x), self.cfg["noise_dim"], generator=gen, device=self.device)
         cfg = self.cfg
-        run = {**self.run, "discriminator": shifted_critic(
-            self.run["discriminator"], cfg["d_translate"], step_generator(self.seed, 102, step, self.device))}
+        run = step_networks(self, step)
 
         def d_losses() -> dict:
             with torch.no_grad():
