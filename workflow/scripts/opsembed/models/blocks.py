@@ -32,6 +32,15 @@ def he_init(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
+@torch.no_grad()
+def zero_conv(conv: nn.Conv2d) -> None:
+    """Zero the weight and bias of ``conv``: a residual branch that ends in it starts at 0, so
+    ``x + branch(x)`` is the identity until training moves it."""
+    nn.init.zeros_(conv.weight)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+
+
 def channel_widths(dim_in: int, max_conv_dim: int, n_blocks: int) -> list[int]:
     """Widths [dim_in, 2 dim_in, 4 dim_in, ...] capped at ``max_conv_dim``; n_blocks + 1 entries."""
     widths = [dim_in]

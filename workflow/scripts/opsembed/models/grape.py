@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import MLP, AdainResBlk, ResBlk, channel_widths, check_image_size, he_init
+from .blocks import MLP, AdainResBlk, ResBlk, channel_widths, check_image_size, he_init, zero_conv
 from .files import read_model_file
 
 N_DOWN = 3
@@ -83,8 +83,7 @@ class Generator(nn.Module):
     def zero_output(self) -> None:
         """With ``residual``: zero the last conv, so that G(x, s) = x for every s (no-op otherwise)."""
         if self.residual:
-            nn.init.zeros_(self.to_img[-1].weight)
-            nn.init.zeros_(self.to_img[-1].bias)
+            zero_conv(self.to_img[-1])
 
     def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         h = self.from_img(x)                 # (B, w0, S, S)

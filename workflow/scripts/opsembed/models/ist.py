@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import AdaIN, ResBlk, check_image_size, he_init
+from .blocks import AdaIN, ResBlk, check_image_size, he_init, zero_conv
 
 STAGE_SCALE = (1, 2, 4, 8)
 """Width multiple of each stage (stage i has width STAGE_SCALE[i] * w, side S / 2^i)."""
@@ -187,8 +187,7 @@ class UNetGenerator(nn.Module):
     @torch.no_grad()
     def zero_residual(self) -> None:
         """Zero the last conv (for ``residual``: G starts as the identity)."""
-        self.to_img.weight.zero_()
-        self.to_img.bias.zero_()
+        zero_conv(self.to_img)
 
     def forward(self, maps: list[torch.Tensor], v: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
         """maps: E's maps of the content; v (B, 30 w); x: the content image (B, C, S, S), needed
