@@ -73,7 +73,10 @@ def shifted_critic(critic: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
 
 def step_networks(trainer, step: int) -> dict:
     """``trainer.run`` for one step: the discriminator wrapped by :func:`shifted_critic` with the
-    config's ``d_translate`` and offsets drawn from (trainer seed, stream 102, step)."""
+    config's ``d_translate`` and offsets drawn from (trainer seed, stream 102, step); ``trainer.run``
+    itself (no generator made) when d_translate is 0."""
+    if trainer.cfg["d_translate"] <= 0:
+        return trainer.run
     critic = shifted_critic(trainer.run["discriminator"], trainer.cfg["d_translate"],
                             step_generator(trainer.seed, 102, step, trainer.device))
     return {**trainer.run, "discriminator": critic}
