@@ -175,8 +175,81 @@ def test_old_model_files_and_the_paper_config_get_the_paper_generator():
     import yaml
 
     from opsembed.models.grape import LEGACY_KEYS, MODEL_KEYS
-    assert LEGACY_KEYS == {"n_down": 3, "skips": False, "residual": False}
+    assert LEGACY_KEYS == {"n_down": 3, "skips": False, "residual": False, "output_norm": "instance",
+                           "padding": "zeros"}
     assert set(LEGACY_KEYS) <= set(MODEL_KEYS)
     paper = yaml.safe_load(open(Path(__file__).parents[1] / "config" / "paper.yaml"))["methods"]
     for method in ("grape", "impa"):
         assert paper[method]["skips"] is False and paper[method]["residual"] is False
+        assert paper[method]["output_norm"] == "instance" and paper[method]["padding"] == "zeros"
+
+
+@pytest.mark.parametrize("output_norm", ["instance", "adain", "none"])
+def test_output_norm_decides_whether_the_delta_can_change_its_amplitude(output_norm):
+    # Scale the last decoder map by 3: a norm before the last conv (instance, adain) undoes it, so
+    # the output cannot follow how strong the decoder's signal is; without one it does. (With
+    # adain the style sets the amplitude instead: the next test.)
+    torch.manual_seed(0)
+    cfg = grape_config({**TINY, "n_down": 2, "skips": False, "residual": True, "output_norm": output_norm})
+    gen = build_grape(3, 2, cfg)["generator"].eval()
+    nn.init.normal_(gen.to_img[-1].weight)                            # a delta that is not zero
+    x, s = torch.randn(2, 2, 16, 16), torch.randn(2, 4)
+    with torch.no_grad():
+        plain = gen(x, s) - x
+        hook = gen.decode[-1].register_forward_hook(lambda module, args, out: 3 * out)
+        scaled = gen(x, s) - x
+        hook.remove()
+    change = float((scaled - plain).abs().max() / plain.abs().max())
+    if output_norm in ("instance", "adain"):
+        assert change < 1e-3
+    else:
+        assert change > 0.1
+
+
+def test_adain_output_norm_lets_a_style_switch_the_delta_off():
+    # AdaIN gain 1 + gamma = 0 and offset beta = 0 zero every map before LeakyReLU and the
+    # bias-free last conv, so G(x, s) = x for that style whatever the conv's weights.
+    torch.manual_seed(0)
+    cfg = grape_config({**TINY, "n_down": 2, "skips": True, "residual": True, "output_norm": "adain"})
+    gen = build_grape(3, 2, cfg)["generator"].eval()
+    nn.init.normal_(gen.to_img[-1].weight)
+    fc = gen.out_adain.fc
+    with torch.no_grad():
+        fc.weight.zero_()
+        fc.bias.copy_(torch.cat([-torch.ones(fc.out_features // 2), torch.zeros(fc.out_features // 2)]))
+        x = torch.randn(2, 2, 16, 16)
+        assert torch.allclose(gen(x, torch.randn(2, 4)), x)
+        fc.bias[0] = 0.0                                              # one map let through
+        assert not torch.allclose(gen(x, torch.randn(2, 4)), x)
+
+
+def test_output_norm_must_be_known():
+    from opsembed.models.grape import Generator
+    with pytest.raises(ValueError, match="output_norm"):
+        Generator(2, 16, 4, 4, 8, output_norm="batch")
+
+
+@pytest.mark.parametrize("padding", ["zeros", "reflect"])
+def test_reflect_padding_gives_the_generator_no_position_signal(padding):
+    # A constant image carries no position; with zero padding the borders add one (the output
+    # varies across the crop), with reflect padding the output stays constant.
+    torch.manual_seed(0)
+    cfg = grape_config({**TINY, "n_down": 2, "skips": True, "residual": False, "output_norm": "none",
+                        "padding": padding})
+    gen = build_grape(3, 2, cfg)["generator"].eval()
+    with torch.no_grad():
+        out = gen(torch.full((1, 2, 16, 16), 0.7), torch.randn(1, 4))
+    spread = float(out.std(dim=(2, 3)).max())
+    if padding == "reflect":
+        assert spread < 1e-5
+    else:
+        assert spread > 1e-2
+
+
+def test_set_padding_changes_only_padded_convs_and_checks_the_mode():
+    from opsembed.models.blocks import set_padding
+    net = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.Conv2d(2, 2, 1))
+    set_padding(net, "reflect")
+    assert [m.padding_mode for m in net] == ["reflect", "zeros"]
+    with pytest.raises(ValueError, match="padding"):
+        set_padding(net, "circularish")

@@ -32,6 +32,9 @@ def test_anchored_blocks_take_the_shared_keys_and_their_own_overrides():
     assert grape["ema"]["mode"] == "filter" and impa["ema"]["mode"] == "none"
     assert impa["embed_init_std"] == 1.0 and grape["embed_init_std"] == 0.003
     assert grape["skips"] and impa["residual"] and not stargan["skips"] and not stargan["residual"]
+    assert (grape["output_norm"], impa["output_norm"], stargan["output_norm"]) == ("none", "instance", "instance")
+    assert grape["padding"] == impa["padding"] == stargan["padding"] == "zeros"
+    assert (grape["iterations"], impa["iterations"]) == (2000, 2000)
 
 
 def test_block_config_fills_checks_and_applies_cross_key_rules():

@@ -41,6 +41,19 @@ def zero_conv(conv: nn.Conv2d) -> None:
         nn.init.zeros_(conv.bias)
 
 
+PADDINGS = ("zeros", "reflect")
+
+
+def set_padding(module: nn.Module, mode: str) -> None:
+    """Set the padding mode of every padded Conv2d in ``module`` to ``mode`` (PADDINGS):
+    ``zeros`` (the default), or ``reflect``, which gives the borders no value of their own."""
+    if mode not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {mode!r}")
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d) and any(p > 0 for p in m.padding):
+            m.padding_mode = mode
+
+
 def channel_widths(dim_in: int, max_conv_dim: int, n_blocks: int) -> list[int]:
     """Widths [dim_in, 2 dim_in, 4 dim_in, ...] capped at ``max_conv_dim``; n_blocks + 1 entries."""
     widths = [dim_in]

@@ -13,7 +13,16 @@ Networks, for C-channel S x S crops (S divisible by 8), G genes, style dimension
   skips; StarGAN v2 has a high-pass variant for faces), so the decoder sees the cell at
   full resolution and not only through the S / 2^n_down bottleneck; ``residual`` makes the
   output x + delta(x, s), its last conv zero at initialisation, so that the untrained
-  generator returns its input and training learns what a gene changes.
+  generator returns its input and training learns what a gene changes. ``output_norm``
+  is the norm before the last (1 x 1) conv: ``instance`` (StarGAN v2, the paper), ``adain``
+  (driven by s, like the decoder's) or ``none``. An instance norm there sets every
+  image's feature maps to mean 0 and SD 1 whatever the style, which suits an output that is
+  the image itself but leaves a residual delta no way to be small for one gene and large,
+  or offset, for another (config/README.md has the measurement). ``padding`` is that of
+  G's convolutions: ``zeros`` (StarGAN v2) lets the borders tell each pixel where it is, so
+  G can paint a fixed template at the crop's centre; ``reflect`` keeps G close to
+  translation-equivariant (a constant image in gives a constant image out), so a change has
+  to follow the cell in the input.
 - ``Discriminator``: image (B, C, S, S) + gene ids (B,) -> logits (B,): three downsampling
   residual blocks, a conv collapsing S/8 x S/8 to 1 x 1, a 1 x 1 conv with one output per
   gene; the head of each sample's gene is returned. With ``shared_heads`` every gene's head
@@ -39,31 +48,36 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import MLP, AdainResBlk, ResBlk, channel_widths, check_image_size, he_init, zero_conv
+from .blocks import (MLP, AdaIN, AdainResBlk, ResBlk, channel_widths, check_image_size, he_init, set_padding,
+                     zero_conv)
 from .files import read_model_file
 
 N_DOWN = 3
+OUTPUT_NORMS = ("instance", "adain", "none")
 """Downsampling blocks of D and E, and the paper's for G: their last maps are S/8 x S/8."""
 
 MODEL_KEYS = ("image_size", "dim_in", "max_conv_dim", "style_dim", "embed_dim", "embed_init_std",
-              "mapping_hidden", "attention", "attention_heads", "shared_heads", "n_down", "skips", "residual")
+              "mapping_hidden", "attention", "attention_heads", "shared_heads", "n_down", "skips", "residual",
+              "output_norm", "padding")
 """Config keys that shape or initialise the GRAPE networks (stored with the weights)."""
 
-LEGACY_KEYS = {"n_down": N_DOWN, "skips": False, "residual": False}
+LEGACY_KEYS = {"n_down": N_DOWN, "skips": False, "residual": False, "output_norm": "instance", "padding": "zeros"}
 """Generator keys of model files written before they existed, at the values those files had."""
 
 
 class Generator(nn.Module):
     """Restyle images: (B, C, S, S), style (B, D) -> (B, C, S, S). Outputs are unbounded (z-scores).
 
-    ``skips`` and ``residual``: the module docstring. With ``residual``, call
+    ``skips``, ``residual`` and ``output_norm``: the module docstring. With ``residual``, call
     :meth:`zero_output` after any re-initialisation of the weights.
     """
 
     def __init__(self, in_channels: int, image_size: int, style_dim: int, dim_in: int,
                  max_conv_dim: int, n_mid: int = 2, n_down: int = N_DOWN, skips: bool = False,
-                 residual: bool = False):
+                 residual: bool = False, output_norm: str = "instance", padding: str = "zeros"):
         super().__init__()
+        if output_norm not in OUTPUT_NORMS:
+            raise ValueError(f"output_norm must be one of {OUTPUT_NORMS}, got {output_norm!r}")
         check_image_size(image_size, max(8, 2 ** n_down))  # D and E downsample three times
         self.skips, self.residual = skips, residual
         w = channel_widths(dim_in, max_conv_dim, n_down)  # w[0] at S, w[n_down] at S / 2^n_down
@@ -75,9 +89,11 @@ class Generator(nn.Module):
         self.decode = nn.ModuleList(
             [AdainResBlk(w[-1], w[-1], style_dim) for _ in range(n_mid)]
             + [AdainResBlk(w[i + 1], w[i], style_dim, upsample=True) for i in reversed(range(n_down))])
-        self.to_img = nn.Sequential(nn.InstanceNorm2d(w[0], affine=True), nn.LeakyReLU(0.2),
-                                    nn.Conv2d(w[0], in_channels, 1))
+        self.out_adain = AdaIN(style_dim, w[0]) if output_norm == "adain" else None
+        norm = nn.InstanceNorm2d(w[0], affine=True) if output_norm == "instance" else nn.Identity()
+        self.to_img = nn.Sequential(norm, nn.LeakyReLU(0.2), nn.Conv2d(w[0], in_channels, 1))
         self.zero_output()
+        set_padding(self, padding)
 
     @torch.no_grad()
     def zero_output(self) -> None:
@@ -99,6 +115,8 @@ class Generator(nn.Module):
             h = block(h, s)                  # doubles the side: -> (B, w0, S, S) after the last
             if self.skips:
                 h = (h + skip) / math.sqrt(2)
+        if self.out_adain is not None:
+            h = self.out_adain(h, s)
         out = self.to_img(h)                 # (B, C, S, S)
         return x + out if self.residual else out
 
@@ -223,7 +241,8 @@ def stargan_networks(style: nn.Module, n_heads: int, in_channels: int, cfg: dict
     nets = nn.ModuleDict({
         "style": style,
         "generator": Generator(in_channels, size, sdim, width, top, n_down=cfg["n_down"],
-                               skips=cfg["skips"], residual=cfg["residual"]),
+                               skips=cfg["skips"], residual=cfg["residual"],
+                               output_norm=cfg["output_norm"], padding=cfg["padding"]),
         "style_encoder": StyleEncoder(in_channels, size, sdim, width, top),
         "discriminator": Discriminator(in_channels, size, n_heads, width, top),
     })
