@@ -53,8 +53,10 @@ from .blocks import (MLP, AdaIN, AdainResBlk, ResBlk, channel_widths, check_imag
 from .files import read_model_file
 
 N_DOWN = 3
-OUTPUT_NORMS = ("instance", "adain", "none")
 """Downsampling blocks of D and E, and the paper's for G: their last maps are S/8 x S/8."""
+
+OUTPUT_NORMS = ("instance", "adain", "none")
+"""Choices of the generator's norm before its last conv (``output_norm``, module docstring)."""
 
 MODEL_KEYS = ("image_size", "dim_in", "max_conv_dim", "style_dim", "embed_dim", "embed_init_std",
               "mapping_hidden", "attention", "attention_heads", "shared_heads", "n_down", "skips", "residual",
@@ -68,7 +70,7 @@ LEGACY_KEYS = {"n_down": N_DOWN, "skips": False, "residual": False, "output_norm
 class Generator(nn.Module):
     """Restyle images: (B, C, S, S), style (B, D) -> (B, C, S, S). Outputs are unbounded (z-scores).
 
-    ``skips``, ``residual`` and ``output_norm``: the module docstring. With ``residual``, call
+    ``skips``, ``residual``, ``output_norm`` and ``padding``: the module docstring. With ``residual``, call
     :meth:`zero_output` after any re-initialisation of the weights.
     """
 
