@@ -58,13 +58,13 @@ N_DOWN = 3
 OUTPUT_NORMS = ("instance", "adain", "none")
 """Choices of the generator's norm before its last conv (``output_norm``, module docstring)."""
 
-MODEL_KEYS = ("image_size", "dim_in", "max_conv_dim", "style_dim", "embed_dim", "embed_init_std",
-              "mapping_hidden", "attention", "attention_heads", "shared_heads", "n_down", "skips", "residual",
-              "output_norm", "padding")
-"""Config keys that shape or initialise the GRAPE networks (stored with the weights)."""
-
 LEGACY_KEYS = {"n_down": N_DOWN, "skips": False, "residual": False, "output_norm": "instance", "padding": "zeros"}
-"""Generator keys of model files written before they existed, at the values those files had."""
+"""The generator's option keys (GRAPE's and IMPA's), at the values of model files written before
+they existed."""
+
+MODEL_KEYS = ("image_size", "dim_in", "max_conv_dim", "style_dim", "embed_dim", "embed_init_std",
+              "mapping_hidden", "attention", "attention_heads", "shared_heads", *LEGACY_KEYS)
+"""Config keys that shape or initialise the GRAPE networks (stored with the weights)."""
 
 
 class Generator(nn.Module):

@@ -22,8 +22,7 @@ from .files import read_model_file
 from .grape import LEGACY_KEYS, stargan_networks
 
 MODEL_KEYS = ("image_size", "dim_in", "max_conv_dim", "style_dim", "embed_dim", "embed_init_std",
-              "mapping_hidden", "noise_dim", "n_down", "skips", "residual",
-              "output_norm", "padding")
+              "mapping_hidden", "noise_dim", *LEGACY_KEYS)
 """Config keys that shape the IMPA networks (stored with the weights)."""
 
 
