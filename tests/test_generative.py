@@ -7,7 +7,7 @@ import torch
 
 from gan_cells import GENES, TINY, write_cells
 from opsembed.evaluate.generative import (block_features, decorrelated, feature_geometry, generative_check,
-                                         group_summary, restyle)
+                                         group_summary, per_gene_shifts, restyle)
 from opsembed.io.errors import InputError
 from opsembed.io.h5 import read_attrs, read_crops, read_obs, write_cells_h5
 from opsembed.models.features import cell_features
@@ -62,6 +62,8 @@ def test_planted_dna_difference_is_the_top_feature(tmp_path, screen, one_thread)
     assert row["perturbed_mean"] < row["control_mean"]
     assert (written[["n_control", "n_perturbed", "n_generated", "n_genes"]].iloc[0].tolist()
             == [N, 4 * N, 4 * N, 4])                                  # N controls x 4 genes generated
+    assert (written["n_genes_compared"] == 4).all()                   # every gene restyled and real
+    assert written["per_gene_corr"].dropna().between(-1, 1).all() and "per_gene_slope" in written
     assert (tmp_path / "gen.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = pd.read_csv(tmp_path / "metrics.tsv", sep="\t").set_index("metric")["value"]
     for name in ("nucleus_iou", "centroid_shift_px", "input_dependence", "gap_closed_mean",
@@ -169,3 +171,25 @@ def test_complexes_of_the_curated_table_are_the_classes(tmp_path, screen, one_th
     m = out["metrics"].set_index("metric")["value"]
     assert m["n_classes"] == 2 and m["n_targets_scored"] == 4
     assert m["class_accuracy_chance"] == pytest.approx(0.75)        # 3 of the 4 targets are in X
+
+
+def test_per_gene_shifts_by_hand():
+    r = np.sqrt(2)
+    control = pd.DataFrame({"a": [-1.0, 1.0], "b": [-1.0, 1.0]})                  # mean 0, sd sqrt(2)
+    perturbed = pd.DataFrame({"a": [r, r, 2 * r, 2 * r, -r, -r, 9.0],              # shifts 1, 2, -1 SDs
+                              "b": [r, r, 2 * r, 2 * r, -r, -r, 9.0]})
+    perturbed_genes = np.array(["g1", "g1", "g2", "g2", "g3", "g3", "only_real"])
+    generated = pd.DataFrame({"a": [r / 2, np.nan, r, -r / 2],                      # half of each shift
+                              "b": [3 * r, 3 * r, 3 * r, 3 * r]})                   # one shift for every gene
+    generated_genes = np.array(["g1", "g1", "g2", "g3"])
+    out = per_gene_shifts(control, perturbed, perturbed_genes, generated, generated_genes, ["a", "b"])
+    out = out.set_index("feature")
+    assert out.loc["a", "per_gene_slope"] == pytest.approx(0.5)
+    assert out.loc["a", "per_gene_corr"] == pytest.approx(1.0)
+    assert out.loc["b", "per_gene_slope"] == pytest.approx(0.0, abs=1e-9)       # the gene makes no difference
+    assert np.isnan(out.loc["b", "per_gene_corr"])
+    assert out["n_genes_compared"].tolist() == [3, 3]                            # only_real is not generated
+    mirrored = per_gene_shifts(control, perturbed, perturbed_genes, -generated, generated_genes, ["a"])
+    assert mirrored["per_gene_corr"].iloc[0] == pytest.approx(-1.0)
+    assert np.isnan(per_gene_shifts(control, perturbed.iloc[:4], perturbed_genes[:4], generated, generated_genes,
+                                    ["a"])["per_gene_slope"].iloc[0])           # 2 genes: too few

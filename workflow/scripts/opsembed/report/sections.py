@@ -462,9 +462,13 @@ def _generative_check(method: str, table_path, features_path, figure_path) -> st
         acc = float(feats["rf_balanced_accuracy"].iloc[0])
         body.append(f"<div class=\"explain\">The five engineered features a random forest finds most "
                     f"useful to tell real control from real perturbed cells (held-out balanced accuracy "
-                    f"{acc:.2f}); shifts in control standard deviations.</div>")
+                    f"{acc:.2f}); shifts in control standard deviations. <em>per-gene corr</em> and "
+                    f"<em>slope</em> compare each gene's generated shift with its real shift, over the genes: "
+                    f"corr near 1 means each gene's change is carried in the right direction, the slope how "
+                    f"much of it (1: all); a small corr means the change is the same whatever the gene.</div>")
         cols = [c for c in ["rank", "feature", "importance_mean", "control_mean", "perturbed_mean",
-                            "generated_mean", "perturbed_shift_sd", "generated_shift_sd", "gap_closed_feature"]
+                            "generated_mean", "perturbed_shift_sd", "generated_shift_sd", "gap_closed_feature",
+                            "per_gene_corr", "per_gene_slope"]
                 if c in feats.columns]
         body.append(table(feats[cols]))
     if figure_path:
