@@ -281,8 +281,8 @@ def generative_check(model_path: str | os.PathLike, cells_path: str | os.PathLik
     ``image_size``, ``seed``), ``features_path`` when given (TSV: one row per top feature,
     columns rank, feature, importance_mean, importance_sd, control/perturbed/generated _mean
     and _median, perturbed_shift_sd, generated_shift_sd, shift_reproduced, gap_closed_feature,
-    gap_closed, per_gene_corr, per_gene_slope, n_genes_compared, rf_balanced_accuracy, n_control, n_perturbed, n_generated, n_genes,
-    image_size, seed) and ``figure_path`` (PNG). Classes for the class accuracy: the complexes
+    gap_closed, per_gene_corr, per_gene_slope, n_genes_compared, rf_balanced_accuracy, n_control,
+    n_perturbed, n_generated, n_genes, image_size, seed) and ``figure_path`` (PNG). Classes for the class accuracy: the complexes
     of ``ground_truth_path`` (the curated table, columns gene and complex, as
     curate_ground_truth writes it), else each gene its own class.
     Returns {"metrics": ..., "features": ...}. InputError when the cells file has no cell of
