@@ -33,13 +33,22 @@ def test_impa_generator_losses_on_stub_networks():
            "discriminator": lambda img, y: torch.zeros(len(img))}
     x = torch.ones(2, 1, 2, 2)
     n1, n2 = torch.tensor([[1.0], [2.0]]), torch.zeros(2, 1)
-    cfg = {"lambda_sty": 2.0, "lambda_cyc": 0.5}
+    cfg = {"lambda_sty": 2.0, "lambda_cyc": 0.5, "lambda_id": 0.0}
     out = generator_losses(run, x, torch.tensor([0, 1]), n1, n2, cfg, ds_weight=0.4)
     # fake1 = 2, 3; E(fake1) - s1 = 1; fake1 - fake2 = 1, 2; G(fake1, E(x) = 1) - x = 2, 3
-    expected = {"g_adv": math.log(2.0), "style": 1.0, "diversity": 1.5, "cycle": 2.5}
+    expected = {"g_adv": math.log(2.0), "style": 1.0, "diversity": 1.5, "cycle": 2.5, "identity": 0.0}
     for key, value in expected.items():
         assert math.isclose(out[key].item(), value, rel_tol=1e-6), key
     assert math.isclose(out["g_total"].item(), math.log(2.0) + 2.0 * 1.0 - 0.4 * 1.5 + 0.5 * 2.5, rel_tol=1e-6)
+    # identity: the controls restyled to the control label (id 7) with n1: style 7 + n1 -> G adds 8, 9
+    run["style"] = lambda y, n: n + y[:, None].float()
+    weighted = generator_losses(run, x, torch.tensor([0, 1]), n1, n2, {**cfg, "lambda_id": 0.5},
+                                ds_weight=0.4, control=7)
+    assert math.isclose(weighted["identity"].item(), 8.5, rel_tol=1e-6)
+    plain = generator_losses(run, x, torch.tensor([0, 1]), n1, n2, cfg, ds_weight=0.4, control=7)
+    assert plain["identity"].item() == 0.0                               # not computed at lambda_id 0
+    assert math.isclose(weighted["g_total"].item() - plain["g_total"].item(),
+                        0.5 * 8.5, rel_tol=1e-6)
 
 
 def test_translate_shifts_each_image_by_its_own_offset_with_reflected_edges():

@@ -175,13 +175,28 @@ def test_old_model_files_and_the_paper_config_get_the_paper_generator():
     import yaml
 
     from opsembed.models.grape import LEGACY_KEYS, MODEL_KEYS
-    assert LEGACY_KEYS == {"n_down": 3, "skips": False, "residual": False, "output_norm": "instance",
-                           "padding": "zeros"}
+    assert LEGACY_KEYS == {"generator_dim_in": None, "n_down": 3, "skips": False, "residual": False,
+                           "output_norm": "instance", "padding": "zeros"}
     assert set(LEGACY_KEYS) <= set(MODEL_KEYS)
-    paper = yaml.safe_load(open(Path(__file__).parents[1] / "config" / "paper.yaml"))["methods"]
+    paper = yaml.safe_load(open(Path(__file__).parents[1] / "config" / "paper.yaml"))
+    for block in (paper["methods"]["grape"], paper["methods"]["impa"], paper["ood"]["stargan"]):
+        assert block["generator_dim_in"] is None and block["lambda_id"] == 0
     for method in ("grape", "impa"):
-        assert paper[method]["skips"] is False and paper[method]["residual"] is False
-        assert paper[method]["output_norm"] == "instance" and paper[method]["padding"] == "zeros"
+        block = paper["methods"][method]
+        assert block["skips"] is False and block["residual"] is False
+        assert block["output_norm"] == "instance" and block["padding"] == "zeros"
+
+
+def test_generator_dim_in_widens_only_the_generator():
+    nets = build_grape(3, 2, grape_config({**TINY, "generator_dim_in": 6}))
+    gen, disc, enc = nets["generator"], nets["discriminator"], nets["style_encoder"]
+    assert gen.from_img.out_channels == 6 and gen.to_img[-1].in_channels == 6
+    assert disc.trunk.from_img.out_channels == TINY["dim_in"] == enc.trunk.from_img.out_channels
+    assert [b.conv2.out_channels for b in gen.encode[:3]] == [8, 8, 8]  # 6 doubled, capped at max_conv_dim
+    x, s = torch.randn(2, 2, 16, 16), torch.randn(2, TINY["style_dim"])
+    assert gen(x, s).shape == x.shape
+    same = build_grape(3, 2, grape_config({**TINY, "generator_dim_in": None}))["generator"]
+    assert same.from_img.out_channels == TINY["dim_in"]
 
 
 @pytest.mark.parametrize("output_norm", ["instance", "adain", "none"])

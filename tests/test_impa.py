@@ -37,7 +37,7 @@ def test_training_with_frozen_embedding(tmp_path, cells_h5, one_thread):
     write_embeddings(tmp_path / "g2v.tsv", GENES[:4], table)                     # ctrl has no row
     losses = _train(tmp_path, cells_h5, embedding=tmp_path / "g2v.tsv", iterations=4)
     assert list(losses.columns)[1:] == ["d_real", "d_fake", "r1", "g_adv", "style", "diversity", "cycle",
-                                        "d_total", "g_total"]
+                                        "identity", "d_total", "g_total"]
     assert losses["step"].tolist() == [2, 4] and np.isfinite(losses.drop(columns="step").to_numpy()).all()
     assert (losses["diversity"] > 0).all()
     model = torch.load(tmp_path / "model.pt", weights_only=True)

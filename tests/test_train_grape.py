@@ -34,7 +34,7 @@ def _batch(cells, n=10, step=0):
 def test_training_writes_finite_losses_and_outputs(tmp_path, cells_h5, one_thread):
     losses = _train(tmp_path, cells_h5, iterations=6)
     assert list(losses.columns) == ["step", "d_real", "d_fake", "r1", "g_adv", "cycle", "style",
-                                    "d_total", "g_total"]
+                                    "identity", "d_total", "g_total"]
     assert losses["step"].tolist() == [2, 4, 6]
     assert losses.drop(columns="step").abs().lt(1e6).all().all()     # finite, no NaN
     assert (tmp_path / "samples.png").stat().st_size > 0
@@ -127,7 +127,7 @@ def _grads(cfg, cells, wrt, loss="g_total"):
     torch.manual_seed(0)
     nets = build_grape(len(GENES), 2, grape_config({**TINY, **cfg}))
     x, y = _batch(cells)
-    losses = generator_losses(dict(nets.items()), x, y.flip(0), grape_config({**TINY, **cfg}))
+    losses = generator_losses(dict(nets.items()), x, y, y.flip(0), grape_config({**TINY, **cfg}))
     params = list(nets[wrt].parameters())
     grads = torch.autograd.grad(losses[loss], params, allow_unused=True, retain_graph=True)
     flat = torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for p, g in zip(params, grads)])
@@ -150,6 +150,23 @@ def test_cycle_switch(cells_h5, one_thread):
     assert on["cycle"].item() > 0 and off["cycle"].item() == 0
     assert torch.equal(on["g_adv"], off["g_adv"])                  # same draw, only the cycle term differs
     assert not torch.allclose(g_on, g_off)
+
+
+def test_identity_loss_is_the_change_of_a_cell_restyled_to_its_own_gene(cells_h5, one_thread):
+    torch.manual_seed(0)
+    cfg = grape_config({**TINY, "lambda_id": 0.5})
+    nets = build_grape(len(GENES), 2, cfg)
+    with torch.no_grad():                        # a non-zero last conv: the residual G changes its input
+        nets["generator"].to_img[-1].weight.normal_(0, 0.1)
+    x, y = _batch(cells_h5)
+    run = dict(nets.items())
+    on = generator_losses(run, x, y, y.flip(0), cfg)
+    off = generator_losses(run, x, y, y.flip(0), {**cfg, "lambda_id": 0.0})
+    with torch.no_grad():
+        by_hand = (nets["generator"](x, nets["style"](y)) - x).abs().mean()
+    assert on["identity"].item() == pytest.approx(by_hand.item(), rel=1e-5) and by_hand > 0
+    assert off["identity"].item() == 0.0
+    assert on["g_total"].item() == pytest.approx(off["g_total"].item() + 0.5 * by_hand.item(), rel=1e-5)
 
 
 def test_attention_ema_and_augment_switches_change_training(tmp_path, cells_h5, one_thread):

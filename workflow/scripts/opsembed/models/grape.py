@@ -58,7 +58,7 @@ N_DOWN = 3
 OUTPUT_NORMS = ("instance", "adain", "none")
 """Choices of the generator's norm before its last conv (``output_norm``, module docstring)."""
 
-LEGACY_KEYS = {"n_down": N_DOWN, "skips": False, "residual": False, "output_norm": "instance", "padding": "zeros"}
+LEGACY_KEYS = {"generator_dim_in": None, "n_down": N_DOWN, "skips": False, "residual": False, "output_norm": "instance", "padding": "zeros"}
 """The generator's option keys (GRAPE's and IMPA's), at the values of model files written before
 they existed."""
 
@@ -242,7 +242,7 @@ def stargan_networks(style: nn.Module, n_heads: int, in_channels: int, cfg: dict
     size, width, top, sdim = cfg["image_size"], cfg["dim_in"], cfg["max_conv_dim"], cfg["style_dim"]
     nets = nn.ModuleDict({
         "style": style,
-        "generator": Generator(in_channels, size, sdim, width, top, n_down=cfg["n_down"],
+        "generator": Generator(in_channels, size, sdim, cfg["generator_dim_in"] or width, top, n_down=cfg["n_down"],
                                skips=cfg["skips"], residual=cfg["residual"],
                                output_norm=cfg["output_norm"], padding=cfg["padding"]),
         "style_encoder": StyleEncoder(in_channels, size, sdim, width, top),

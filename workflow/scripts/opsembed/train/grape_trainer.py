@@ -36,7 +36,7 @@ from .loop import Trainer, run_training
 
 log = logging.getLogger(__name__)
 
-LOSSES = ["d_real", "d_fake", "r1", "g_adv", "cycle", "style", "d_total", "g_total"]
+LOSSES = ["d_real", "d_fake", "r1", "g_adv", "cycle", "style", "identity", "d_total", "g_total"]
 
 
 def grape_config(cfg: dict | None) -> dict:
@@ -56,10 +56,15 @@ def discriminator_losses(run: dict, x: torch.Tensor, y: torch.Tensor, z: torch.T
     return discriminator_loss(run["discriminator"], x, y, fake, z, r1_gamma)
 
 
-def generator_losses(run: dict, x: torch.Tensor, z: torch.Tensor, cfg: dict) -> dict[str, torch.Tensor]:
-    """G-side losses for images x (B, C, S, S) restyled to genes z (B,): g_adv, cycle, style, g_total."""
+def generator_losses(run: dict, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor,
+                     cfg: dict) -> dict[str, torch.Tensor]:
+    """G-side losses for images x (B, C, S, S) of genes y (B,) restyled to genes z (B,):
+    g_adv, cycle, style, identity, g_total."""
     s = run["style"](z)
     fake = run["generator"](x, s)
+    identity = torch.zeros((), device=x.device)
+    if cfg["lambda_id"] > 0:
+        identity = (run["generator"](x, run["style"](y)) - x).float().abs().mean()
     g_adv = generator_adv_loss(run["discriminator"](fake, z))
     if cfg["cycle"]:
         cycle = (run["generator"](fake, run["style_encoder"](x)) - x).abs().mean()
@@ -69,8 +74,8 @@ def generator_losses(run: dict, x: torch.Tensor, z: torch.Tensor, cfg: dict) -> 
         style = (run["style_encoder"](fake.detach()) - s.detach()).abs().mean()
     else:
         style = (run["style_encoder"](fake) - s).abs().mean()
-    total = g_adv + cfg["lambda_cyc"] * cycle + cfg["lambda_sty"] * style
-    return {"g_adv": g_adv, "cycle": cycle, "style": style, "g_total": total}
+    total = g_adv + cfg["lambda_cyc"] * cycle + cfg["lambda_sty"] * style + cfg["lambda_id"] * identity
+    return {"g_adv": g_adv, "cycle": cycle, "style": style, "identity": identity, "g_total": total}
 
 
 class GrapeTrainer(Trainer):
@@ -101,7 +106,7 @@ class GrapeTrainer(Trainer):
         z = y[torch.randperm(len(y), generator=gen, device=self.device)]
         run = step_networks(self, step)
         return gan_step(self, lambda: discriminator_losses(run, x, y, z, self.cfg["r1_gamma"]),
-                        lambda: generator_losses(run, x, z, self.cfg))
+                        lambda: generator_losses(run, x, y, z, self.cfg))
 
     def column_labels(self) -> list[str]:
         """Names of the sample grid's domains ``sample_domains`` (ids into the style table)."""

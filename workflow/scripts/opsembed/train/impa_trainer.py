@@ -35,7 +35,7 @@ from .loop import Trainer, run_training
 
 log = logging.getLogger(__name__)
 
-LOSSES = ["d_real", "d_fake", "r1", "g_adv", "style", "diversity", "cycle", "d_total", "g_total"]
+LOSSES = ["d_real", "d_fake", "r1", "g_adv", "style", "diversity", "cycle", "identity", "d_total", "g_total"]
 
 
 def impa_config(cfg: dict | None) -> dict:
@@ -45,14 +45,16 @@ def impa_config(cfg: dict | None) -> dict:
 
 
 def generator_losses(run: dict, x: torch.Tensor, y: torch.Tensor, n1: torch.Tensor, n2: torch.Tensor,
-                     cfg: dict, ds_weight: float) -> dict[str, torch.Tensor]:
+                     cfg: dict, ds_weight: float, control: int = -1) -> dict[str, torch.Tensor]:
     """IMPA's G-side losses for controls x (B, C, S, S) translated to genes y (B,) with noise
     draws n1, n2 (B, noise_dim); ``run`` maps network names to callables.
 
     With s1 = S(y, n1), fake1 = G(x, s1), fake2 = G(x, S(y, n2)): ``g_adv`` (non-saturating,
     D_y), ``style`` = mean |E(fake1) - s1|, ``diversity`` = mean |fake1 - fake2| (fake2
-    detached), ``cycle`` = mean |G(fake1, E(x)) - x| and ``g_total`` = g_adv + lambda_sty *
-    style - ds_weight * diversity + lambda_cyc * cycle (scalars).
+    detached), ``cycle`` = mean |G(fake1, E(x)) - x|, ``identity`` = mean |G(x, S(control, n1)) - x|
+    (computed only when lambda_id > 0 and ``control``, the control label's id, is >= 0; else 0)
+    and ``g_total`` = g_adv + lambda_sty * style - ds_weight * diversity + lambda_cyc * cycle +
+    lambda_id * identity (scalars).
     """
     s1 = run["style"](y, n1)
     fake1 = run["generator"](x, s1)
@@ -61,8 +63,14 @@ def generator_losses(run: dict, x: torch.Tensor, y: torch.Tensor, n1: torch.Tens
     fake2 = run["generator"](x, run["style"](y, n2))
     diversity = (fake1 - fake2.detach()).abs().mean()
     cycle = (run["generator"](fake1, run["style_encoder"](x)) - x).abs().mean()
-    total = g_adv + cfg["lambda_sty"] * style - ds_weight * diversity + cfg["lambda_cyc"] * cycle
-    return {"g_adv": g_adv, "style": style, "diversity": diversity, "cycle": cycle, "g_total": total}
+    identity = torch.zeros((), device=x.device)
+    if cfg["lambda_id"] > 0 and control >= 0:
+        own = run["style"](torch.full_like(y, control), n1)
+        identity = (run["generator"](x, own) - x).float().abs().mean()
+    total = (g_adv + cfg["lambda_sty"] * style - ds_weight * diversity + cfg["lambda_cyc"] * cycle
+             + cfg["lambda_id"] * identity)
+    return {"g_adv": g_adv, "style": style, "diversity": diversity, "cycle": cycle, "identity": identity,
+            "g_total": total}
 
 
 def perturbation_table(genes: list[str], path: str | os.PathLike, seed: int) -> np.ndarray:
@@ -114,6 +122,7 @@ class ImpaTrainer(Trainer):
         self.sample_noise = torch.randn(1, cfg["noise_dim"],
                                         generator=torch.Generator().manual_seed(self.seed))
         self.table_given = table is not None
+        self.control = control
 
     def fingerprint(self) -> dict:
         """Adds whether P is frozen and the effective diversity decay (it follows
@@ -146,7 +155,8 @@ class ImpaTrainer(Trainer):
                 fake = run["generator"](x, run["style"](yt, n1))
             return discriminator_loss(run["discriminator"], xt, yt, fake, yt, cfg["r1_gamma"])
 
-        return gan_step(self, d_losses, lambda: generator_losses(run, x, yt, n1, n2, cfg, self.ds_weight(step)))
+        return gan_step(self, d_losses, lambda: generator_losses(run, x, yt, n1, n2, cfg, self.ds_weight(step),
+                                                                    self.control))
 
     @torch.no_grad()
     def sample_mosaic(self) -> tuple[np.ndarray, list[str]]:
