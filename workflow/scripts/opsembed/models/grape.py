@@ -4,7 +4,8 @@ Networks, for C-channel S x S crops (S divisible by 8), G genes, style dimension
 
 - ``GeneStyle``: embedding table M (G, d), optional self-attention over the whole table,
   then the mapping network F (3-layer MLP): gene ids (B,) -> styles s (B, D).
-- ``Generator``: image (B, C, S, S) + style (B, D) -> image (B, C, S, S). Encoder of
+- ``Generator``: image (B, C, S, S) + style (B, D) -> image (B, C, S, S), ``generator_dim_in``
+  channels wide at full resolution (``None``: ``dim_in``, the width of D and E). Encoder of
   ``n_down`` (paper: three) downsampling and two intermediate instance-norm residual blocks
   (S -> S / 2^n_down); decoder of two intermediate and ``n_down`` upsampling AdaIN residual
   blocks driven by s. No noise input. Two options the papers leave open, both off in the

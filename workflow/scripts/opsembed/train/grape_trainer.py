@@ -7,7 +7,9 @@ Per step, with a gene-balanced batch (x, y) and targets z (y shuffled within the
 - G step (updates M, attention, F, G and E): adversarial loss of the fake through D_z;
   cycle loss ||x - G(G(x, s), E(x))||_1; style loss ||s - E(G(x, s))||_1 with both sides
   detached from M, F and G (so it updates only E) unless ``detach_style`` is false.
-  Total: adv + lambda_cyc * cycle + lambda_sty * style.
+  With ``lambda_id`` > 0 (0 in the paper), an identity loss ||G(x, F(M_y)) - x||_1: a cell
+  restyled to its own gene should come back unchanged (as in Fixed-Point GAN).
+  Total: adv + lambda_cyc * cycle + lambda_sty * style + lambda_id * identity.
 
 The first ``warmup_iters`` steps (0 in the paper) instead train G and E alone to
 reconstruct x: L1 |G(x, E(x)) - x| (``gan.warmup_step``), so that the adversarial phase

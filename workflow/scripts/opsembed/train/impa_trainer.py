@@ -8,7 +8,8 @@ Per step: a batch of control cells x (B) and a gene-balanced batch of perturbed 
 - G step (updates P when trainable, the mapping, G and E): adversarial loss; style
   reconstruction ||s1 - E(G(x, s1))||_1; diversity ||G(x, s1) - G(x, s2)||_1, subtracted
   with a weight decaying linearly from lambda_ds to 0 over ``ds_decay_iters`` steps;
-  cycle ||x - G(G(x, s1), E(x))||_1.
+  cycle ||x - G(G(x, s1), E(x))||_1; with ``lambda_id`` > 0 (0 in the paper), identity
+  ||G(x, S(control, n1)) - x||_1, the controls restyled to their own label.
 Gene embedding: E(x) averaged over up to ``n_cells`` random cells of each gene.
 The first ``warmup_iters`` steps (0 in the paper) train G and E alone to reconstruct the
 controls, L1 |G(x, E(x)) - x| (``gan.warmup_step``).
