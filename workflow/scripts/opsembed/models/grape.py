@@ -59,7 +59,8 @@ N_DOWN = 3
 OUTPUT_NORMS = ("instance", "adain", "none")
 """Choices of the generator's norm before its last conv (``output_norm``, module docstring)."""
 
-LEGACY_KEYS = {"generator_dim_in": None, "n_down": N_DOWN, "skips": False, "residual": False, "output_norm": "instance", "padding": "zeros"}
+LEGACY_KEYS = {"generator_dim_in": None, "n_down": N_DOWN, "skips": False, "residual": False,
+               "output_norm": "instance", "padding": "zeros"}
 """The generator's option keys (GRAPE's and IMPA's), at the values of model files written before
 they existed."""
 
