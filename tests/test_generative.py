@@ -185,8 +185,10 @@ def test_per_gene_shifts_by_hand():
     out = per_gene_shifts(control, perturbed, perturbed_genes, generated, generated_genes, ["a", "b"])
     out = out.set_index("feature")
     assert out.loc["a", "per_gene_slope"] == pytest.approx(0.5)
+    assert out.loc["a", "per_gene_intercept"] == pytest.approx(0.0, abs=1e-9)
     assert out.loc["a", "per_gene_corr"] == pytest.approx(1.0)
     assert out.loc["b", "per_gene_slope"] == pytest.approx(0.0, abs=1e-9)       # the gene makes no difference
+    assert out.loc["b", "per_gene_intercept"] == pytest.approx(3.0)              # 3 SDs added to every restyle
     assert np.isnan(out.loc["b", "per_gene_corr"])
     assert out["n_genes_compared"].tolist() == [3, 3]                            # only_real is not generated
     mirrored = per_gene_shifts(control, perturbed, perturbed_genes, -generated, generated_genes, ["a"])

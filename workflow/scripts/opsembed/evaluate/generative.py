@@ -42,11 +42,13 @@ bottom, for the feature part).
    controls are (e.g. a shift in the right direction overshot by more than twice its size).
 6. The same shifts per gene, for the top features: each gene's real and generated mean shift
    from control (control SDs), and over the genes ``per_gene_corr`` (Pearson) and
-   ``per_gene_slope`` (least-squares slope of generated on real shift). Pooled means can
-   hide what a generator does gene by gene: genes that move a feature in opposite directions
-   cancel in the pooled shift. corr near 1 with a slope below 1 says every gene's style is
-   carried in the right direction but only part of the way; a small corr says the change
-   does not depend on the gene (e.g. one artifact added to every restyle).
+   ``per_gene_slope`` and ``per_gene_intercept`` (least-squares line of generated on real
+   shift; the intercept is the generated shift of a gene whose real cells do not move the
+   feature, in control SDs). Pooled means can hide what a generator does gene by gene:
+   genes that move a feature in opposite directions cancel in the pooled shift. corr near 1
+   with a slope below 1 says every gene's style is carried in the right direction but only
+   part of the way; a small corr says the change does not depend on the gene, and an
+   intercept far from 0 that the generator adds one change to every restyle (an artifact).
 """
 
 from __future__ import annotations
@@ -215,11 +217,12 @@ def group_summary(groups: dict[str, pd.DataFrame], features: list[str]) -> pd.Da
 
 def per_gene_shifts(control: pd.DataFrame, perturbed: pd.DataFrame, perturbed_genes: np.ndarray,
                     generated: pd.DataFrame, generated_genes: np.ndarray, features: list[str]) -> pd.DataFrame:
-    """Per feature of ``features`` (module docstring, step 6): ``per_gene_corr``, ``per_gene_slope``
-    and ``n_genes_compared``, over the genes present in both ``perturbed_genes`` (labels of the rows
+    """Per feature of ``features`` (module docstring, step 6): ``per_gene_corr``, ``per_gene_slope``,
+    ``per_gene_intercept`` and ``n_genes_compared``, over the genes present in both ``perturbed_genes`` (labels of the rows
     of ``perturbed``) and ``generated_genes`` (of ``generated``). Shifts are per-gene mean minus
-    control mean, over the control SD (ddof 1), missing values ignored. corr and slope are NaN
-    with fewer than 3 genes or no spread in the real shifts (slope) or either shift (corr)."""
+    control mean, over the control SD (ddof 1), missing values ignored. corr, slope and intercept are
+    NaN with fewer than 3 genes or no spread in the real shifts (slope, intercept) or either
+    shift (corr)."""
     genes = sorted(set(map(str, perturbed_genes)) & set(map(str, generated_genes)))
     mu, sd = control[features].mean(), control[features].std()
     sd = sd.where(sd > 0)
@@ -231,12 +234,13 @@ def per_gene_shifts(control: pd.DataFrame, perturbed: pd.DataFrame, perturbed_ge
         r, q = real[f].to_numpy(float), fake[f].to_numpy(float)
         ok = np.isfinite(r) & np.isfinite(q)
         r, q = r[ok], q[ok]
-        corr = slope = np.nan
+        corr = slope = intercept = np.nan
         if len(r) >= 3 and r.std() > 0:
-            slope = float(np.polyfit(r, q, 1)[0])
+            slope, intercept = (float(v) for v in np.polyfit(r, q, 1))
             if q.std() > 0:
                 corr = float(np.corrcoef(r, q)[0, 1])
-        rows.append({"feature": f, "per_gene_corr": corr, "per_gene_slope": slope, "n_genes_compared": int(ok.sum())})
+        rows.append({"feature": f, "per_gene_corr": corr, "per_gene_slope": slope,
+                     "per_gene_intercept": intercept, "n_genes_compared": int(ok.sum())})
     return pd.DataFrame(rows)
 
 
@@ -281,7 +285,7 @@ def generative_check(model_path: str | os.PathLike, cells_path: str | os.PathLik
     ``image_size``, ``seed``), ``features_path`` when given (TSV: one row per top feature,
     columns rank, feature, importance_mean, importance_sd, control/perturbed/generated _mean
     and _median, perturbed_shift_sd, generated_shift_sd, shift_reproduced, gap_closed_feature,
-    gap_closed, per_gene_corr, per_gene_slope, n_genes_compared, rf_balanced_accuracy, n_control,
+    gap_closed, per_gene_corr, per_gene_slope, per_gene_intercept, n_genes_compared, rf_balanced_accuracy, n_control,
     n_perturbed, n_generated, n_genes, image_size, seed) and ``figure_path`` (PNG). Classes for the class accuracy: the complexes
     of ``ground_truth_path`` (the curated table, columns gene and complex, as
     curate_ground_truth writes it), else each gene its own class.

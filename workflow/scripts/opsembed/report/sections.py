@@ -465,10 +465,12 @@ def _generative_check(method: str, table_path, features_path, figure_path) -> st
                     f"{acc:.2f}); shifts in control standard deviations. <em>per-gene corr</em> and "
                     f"<em>slope</em> compare each gene's generated shift with its real shift, over the genes: "
                     f"corr near 1 means each gene's change is carried in the right direction, the slope how "
-                    f"much of it (1: all); a small corr means the change is the same whatever the gene.</div>")
+                    f"much of it (1: all); a small corr means the change is the same whatever the gene, and "
+                    f"<em>intercept</em>, the generated shift of a gene whose real cells do not move the "
+                    f"feature, is a change added to every restyle (good: near 0).</div>")
         cols = [c for c in ["rank", "feature", "importance_mean", "control_mean", "perturbed_mean",
                             "generated_mean", "perturbed_shift_sd", "generated_shift_sd", "gap_closed_feature",
-                            "per_gene_corr", "per_gene_slope"]
+                            "per_gene_corr", "per_gene_slope", "per_gene_intercept"]
                 if c in feats.columns]
         body.append(table(feats[cols]))
     if figure_path:
