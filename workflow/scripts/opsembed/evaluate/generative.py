@@ -218,11 +218,11 @@ def group_summary(groups: dict[str, pd.DataFrame], features: list[str]) -> pd.Da
 def per_gene_shifts(control: pd.DataFrame, perturbed: pd.DataFrame, perturbed_genes: np.ndarray,
                     generated: pd.DataFrame, generated_genes: np.ndarray, features: list[str]) -> pd.DataFrame:
     """Per feature of ``features`` (module docstring, step 6): ``per_gene_corr``, ``per_gene_slope``,
-    ``per_gene_intercept`` and ``n_genes_compared``, over the genes present in both ``perturbed_genes`` (labels of the rows
-    of ``perturbed``) and ``generated_genes`` (of ``generated``). Shifts are per-gene mean minus
-    control mean, over the control SD (ddof 1), missing values ignored. corr, slope and intercept are
-    NaN with fewer than 3 genes or no spread in the real shifts (slope, intercept) or either
-    shift (corr)."""
+    ``per_gene_intercept`` and ``n_genes_compared``, over the genes present in both
+    ``perturbed_genes`` (labels of the rows of ``perturbed``) and ``generated_genes`` (of
+    ``generated``). Shifts are per-gene mean minus control mean, over the control SD (ddof 1),
+    missing values ignored. corr, slope and intercept are NaN with fewer than 3 genes or no
+    spread in the real shifts (slope, intercept) or either shift (corr)."""
     genes = sorted(set(map(str, perturbed_genes)) & set(map(str, generated_genes)))
     mu, sd = control[features].mean(), control[features].std()
     sd = sd.where(sd > 0)
@@ -285,8 +285,8 @@ def generative_check(model_path: str | os.PathLike, cells_path: str | os.PathLik
     ``image_size``, ``seed``), ``features_path`` when given (TSV: one row per top feature,
     columns rank, feature, importance_mean, importance_sd, control/perturbed/generated _mean
     and _median, perturbed_shift_sd, generated_shift_sd, shift_reproduced, gap_closed_feature,
-    gap_closed, per_gene_corr, per_gene_slope, per_gene_intercept, n_genes_compared, rf_balanced_accuracy, n_control,
-    n_perturbed, n_generated, n_genes, image_size, seed) and ``figure_path`` (PNG). Classes for the class accuracy: the complexes
+    gap_closed, per_gene_corr, per_gene_slope, per_gene_intercept, n_genes_compared,
+    rf_balanced_accuracy, n_control, n_perturbed, n_generated, n_genes, image_size, seed) and ``figure_path`` (PNG). Classes for the class accuracy: the complexes
     of ``ground_truth_path`` (the curated table, columns gene and complex, as
     curate_ground_truth writes it), else each gene its own class.
     Returns {"metrics": ..., "features": ...}. InputError when the cells file has no cell of
