@@ -176,7 +176,7 @@ def test_old_model_files_and_the_paper_config_get_the_paper_generator():
 
     from opsembed.models.grape import LEGACY_KEYS, MODEL_KEYS
     assert LEGACY_KEYS == {"generator_dim_in": None, "n_down": 3, "skips": False, "residual": False,
-                           "output_norm": "instance", "padding": "zeros"}
+                           "output_norm": "instance", "padding": "zeros", "d_pool": "conv"}
     assert set(LEGACY_KEYS) <= set(MODEL_KEYS)
     paper = yaml.safe_load(open(Path(__file__).parents[1] / "config" / "paper.yaml"))
     for block in (paper["methods"]["grape"], paper["methods"]["impa"], paper["ood"]["stargan"]):
@@ -185,6 +185,7 @@ def test_old_model_files_and_the_paper_config_get_the_paper_generator():
         block = paper["methods"][method]
         assert block["skips"] is False and block["residual"] is False
         assert block["output_norm"] == "instance" and block["padding"] == "zeros"
+        assert block["d_pool"] == "conv"
 
 
 def test_generator_dim_in_widens_only_the_generator():
@@ -268,3 +269,38 @@ def test_set_padding_changes_only_padded_convs_and_checks_the_mode():
     assert [m.padding_mode for m in net] == ["reflect", "zeros"]
     with pytest.raises(ValueError, match="padding"):
         set_padding(net, "circularish")
+
+
+class _Fixed(nn.Module):
+    """Stands in for D's conv blocks: returns a given (B, w3, S/8, S/8) map whatever the image."""
+
+    def __init__(self, h: torch.Tensor):
+        super().__init__()
+        self.h = h
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.h
+
+
+@pytest.mark.parametrize("pool", ["conv", "mean"])
+def test_d_pool_mean_scores_every_place_alike(pool):
+    """With d_pool mean, moving D's last maps around (here: swapping the 2 x 2 positions of a 16 px
+    crop's S/8 maps) leaves D's logit as it is; the paper's conv collapse weighs each position
+    by its own weights, so the logit changes."""
+    torch.manual_seed(0)
+    d = build_grape(3, 2, grape_config({**TINY, "d_pool": pool}))["discriminator"]
+    assert d.trunk.collapse.kernel_size == ((2, 2) if pool == "conv" else (1, 1))
+    h = torch.randn(1, d.trunk.out_dim, 2, 2)
+    x, y = torch.zeros(1, 2, 16, 16), torch.tensor([1])
+    scores = []
+    for maps in (h, h.flip(2, 3)):
+        d.trunk.blocks = _Fixed(maps)
+        d.trunk.from_img = nn.Identity()
+        with torch.no_grad():
+            scores.append(float(d(x, y)))
+    if pool == "mean":
+        assert scores[0] == pytest.approx(scores[1], abs=1e-6)
+    else:
+        assert abs(scores[0] - scores[1]) > 1e-3
+    with pytest.raises(ValueError, match="d_pool"):
+        build_grape(3, 2, grape_config({**TINY, "d_pool": "max"}))

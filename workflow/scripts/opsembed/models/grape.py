@@ -26,7 +26,11 @@ Networks, for C-channel S x S crops (S divisible by 8), G genes, style dimension
   to follow the cell in the input.
 - ``Discriminator``: image (B, C, S, S) + gene ids (B,) -> logits (B,): three downsampling
   residual blocks, a conv collapsing S/8 x S/8 to 1 x 1, a 1 x 1 conv with one output per
-  gene; the head of each sample's gene is returned. With ``shared_heads`` every gene's head
+  gene; the head of each sample's gene is returned. ``d_pool`` ``mean`` (an option the
+  papers leave open; they collapse by the conv) replaces the S/8 x S/8 conv by a 1 x 1 conv
+  and a mean over positions: a weight per position lets D score each 8 x 8 px patch of the
+  crop by where it lies, and so reward a generator for painting one fixed pattern at one
+  place of every crop; the mean scores every patch alike. With ``shared_heads`` every gene's head
   starts from the same He draw, so the heads differ only by what they learn from the data.
 - ``StyleEncoder``: image (B, C, S, S) -> style (B, D): the same trunk, then one fully
   connected layer (a single head shared by all genes).
@@ -60,9 +64,12 @@ OUTPUT_NORMS = ("instance", "adain", "none")
 """Choices of the generator's norm before its last conv (``output_norm``, module docstring)."""
 
 LEGACY_KEYS = {"generator_dim_in": None, "n_down": N_DOWN, "skips": False, "residual": False,
-               "output_norm": "instance", "padding": "zeros"}
-"""The generator's option keys (GRAPE's and IMPA's), at the values of model files written before
-they existed."""
+               "output_norm": "instance", "padding": "zeros", "d_pool": "conv"}
+"""The generator's and discriminator's option keys (GRAPE's and IMPA's), at the values of model
+files written before they existed."""
+
+D_POOLS = ("conv", "mean")
+"""Choices of the discriminator's collapse of its last S/8 x S/8 maps (``d_pool``, module docstring)."""
 
 MODEL_KEYS = ("image_size", "dim_in", "max_conv_dim", "style_dim", "embed_dim", "embed_init_std",
               "mapping_hidden", "attention", "attention_heads", "shared_heads", *LEGACY_KEYS)
@@ -126,29 +133,36 @@ class Generator(nn.Module):
 
 
 class _Trunk(nn.Module):
-    """Shared trunk of D and E: (B, C, S, S) -> (B, w3) features."""
+    """Shared trunk of D and E: (B, C, S, S) -> (B, w3) features. ``pool``: ``conv`` collapses the
+    S/8 x S/8 maps by one conv of that size (a weight per position); ``mean`` by a 1 x 1 conv
+    and the mean over positions."""
 
-    def __init__(self, in_channels: int, image_size: int, dim_in: int, max_conv_dim: int):
+    def __init__(self, in_channels: int, image_size: int, dim_in: int, max_conv_dim: int, pool: str = "conv"):
         super().__init__()
         check_image_size(image_size)
+        if pool not in D_POOLS:
+            raise ValueError(f"d_pool {pool!r} is not one of {D_POOLS}")
         w = channel_widths(dim_in, max_conv_dim, N_DOWN)
-        self.out_dim = w[-1]
+        self.out_dim, self.pool = w[-1], pool
         self.from_img = nn.Conv2d(in_channels, w[0], 3, 1, 1)
         self.blocks = nn.Sequential(*[ResBlk(w[i], w[i + 1], downsample=True) for i in range(N_DOWN)])
-        self.collapse = nn.Conv2d(w[-1], w[-1], image_size // 2 ** N_DOWN)  # S/8 x S/8 -> 1 x 1
+        kernel = image_size // 2 ** N_DOWN if pool == "conv" else 1
+        self.collapse = nn.Conv2d(w[-1], w[-1], kernel)        # S/8 x S/8 -> 1 x 1 (conv) or S/8 x S/8 (mean)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.blocks(self.from_img(x))                       # (B, w3, S/8, S/8)
-        h = F.leaky_relu(self.collapse(F.leaky_relu(h, 0.2)), 0.2)  # (B, w3, 1, 1)
-        return h.flatten(1)                                     # (B, w3)
+        h = self.collapse(F.leaky_relu(h, 0.2))                 # (B, w3, 1, 1) or (B, w3, S/8, S/8)
+        h = F.leaky_relu(h.mean(dim=(2, 3)), 0.2)               # (B, w3)
+        return h
 
 
 class Discriminator(nn.Module):
     """Multi-task discriminator: images (B, C, S, S), gene ids (B,) -> real/fake logits (B,)."""
 
-    def __init__(self, in_channels: int, image_size: int, n_genes: int, dim_in: int, max_conv_dim: int):
+    def __init__(self, in_channels: int, image_size: int, n_genes: int, dim_in: int, max_conv_dim: int,
+                 pool: str = "conv"):
         super().__init__()
-        self.trunk = _Trunk(in_channels, image_size, dim_in, max_conv_dim)
+        self.trunk = _Trunk(in_channels, image_size, dim_in, max_conv_dim, pool)
         self.heads = nn.Conv2d(self.trunk.out_dim, n_genes, 1)  # one logit per gene
 
     @torch.no_grad()
@@ -248,7 +262,7 @@ def stargan_networks(style: nn.Module, n_heads: int, in_channels: int, cfg: dict
                                skips=cfg["skips"], residual=cfg["residual"],
                                output_norm=cfg["output_norm"], padding=cfg["padding"]),
         "style_encoder": StyleEncoder(in_channels, size, sdim, width, top),
-        "discriminator": Discriminator(in_channels, size, n_heads, width, top),
+        "discriminator": Discriminator(in_channels, size, n_heads, width, top, cfg["d_pool"]),
     })
     nets.apply(he_init)
     nets["generator"].zero_output()
