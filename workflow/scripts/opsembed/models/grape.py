@@ -143,7 +143,7 @@ class _Trunk(nn.Module):
         if pool not in D_POOLS:
             raise ValueError(f"d_pool {pool!r} is not one of {D_POOLS}")
         w = channel_widths(dim_in, max_conv_dim, N_DOWN)
-        self.out_dim, self.pool = w[-1], pool
+        self.out_dim = w[-1]
         self.from_img = nn.Conv2d(in_channels, w[0], 3, 1, 1)
         self.blocks = nn.Sequential(*[ResBlk(w[i], w[i + 1], downsample=True) for i in range(N_DOWN)])
         kernel = image_size // 2 ** N_DOWN if pool == "conv" else 1
