@@ -141,7 +141,7 @@ class _Trunk(nn.Module):
         super().__init__()
         check_image_size(image_size)
         if pool not in D_POOLS:
-            raise ValueError(f"d_pool {pool!r} is not one of {D_POOLS}")
+            raise ValueError(f"d_pool must be one of {D_POOLS}, got {pool!r}")
         w = channel_widths(dim_in, max_conv_dim, N_DOWN)
         self.out_dim = w[-1]
         self.from_img = nn.Conv2d(in_channels, w[0], 3, 1, 1)
@@ -152,8 +152,7 @@ class _Trunk(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.blocks(self.from_img(x))                       # (B, w3, S/8, S/8)
         h = self.collapse(F.leaky_relu(h, 0.2))                 # (B, w3, 1, 1) or (B, w3, S/8, S/8)
-        h = F.leaky_relu(h.mean(dim=(2, 3)), 0.2)               # (B, w3)
-        return h
+        return F.leaky_relu(h.mean(dim=(2, 3)), 0.2)            # (B, w3)
 
 
 class Discriminator(nn.Module):
