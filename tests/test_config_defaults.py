@@ -170,6 +170,9 @@ def test_the_demo_keeps_every_value_it_had(tmp_path):
         # intended (issue 13): the demo scores a second, coarser ground truth beside its complexes
         assert changed.pop("input.ground_truth", (None, None))[1] == [snapshot["input.ground_truth"],
                                                                      "resources/demo/processes.tsv"]
+        # intended (issues 14, 16): the demo holds out plates only, to stay within 30 minutes
+        assert changed.pop("ood.levels", (None, None))[1] == [{"name": "plate", "columns": ["plate"],
+                                                               "max_folds": None}]
         assert not changed, f"the demo's config changed (was, is): {changed}"
         added = {k: v for k, v in effective.items() if k not in snapshot and v != defaults[k]}
         assert not added, f"new keys off their defaults in the demo: {added}"
@@ -179,7 +182,7 @@ def test_the_demo_keeps_every_value_it_had(tmp_path):
 def test_demo_overlay_holds_only_the_demo_settings_and_yours_win(tmp_path):
     demo = leaves(yaml.safe_load((REPO / "config" / "demo.yaml").read_text()))
     assert {k for k in demo if not k.startswith("simulate.")} == {
-        "input.ground_truth", "preprocess.flatfield.offset", "preprocess.crop.edge"}
+        "input.ground_truth", "preprocess.flatfield.offset", "preprocess.crop.edge", "ood.levels"}
     # config.yaml is the schema's defaults written out
     neutral = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     validate(neutral, SCHEMA, set_default=True)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from opsembed.cli import main
-from opsembed.evaluate.benchmark import METRIC_COLUMNS, combine_metrics, evaluate_embeddings
+from opsembed.evaluate.benchmark import METRIC_COLUMNS, combine_metrics, evaluate_embeddings, write_gene_umaps
 from opsembed.evaluate.kmeans import run_seeds
 from opsembed.io.config import load_config
 from opsembed.io.embeddings import write_embeddings
@@ -66,10 +66,30 @@ def test_evaluate_embeddings_writes_every_output(tmp_path):
     assert sorted(ap["gene"]) == sorted(emb.index)
     assert (ap["corrected_p_value"] >= ap["p_value"] - 1e-9).all()  # 1e-9: TSV rounding
     assert ap["significant"].dtype == bool and ap["significant"].all()
-    umap = pd.read_csv(tmp_path / "umap.tsv", sep="\t")
-    assert list(umap.columns) == ["gene", "complex", "umap_1", "umap_2"] and len(umap) == 20
-    for png in ("umap.png", "ksweep.png", "heatmap.png", "complex_ap.png"):
+    for png in ("ksweep.png", "heatmap.png", "complex_ap.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+    assert not (tmp_path / "umap.tsv").exists()      # the UMAP is write_gene_umaps's (rule gene_umaps)
+
+
+def test_gene_umaps_place_each_method_s_complexes_apart(tmp_path):
+    """One call draws every method; each map holds the evaluated genes only (controls, genes
+    outside the ground truth and complexes with one embedded gene left out), in (complex, gene)
+    order, and tight complexes come out as groups: every gene's nearest neighbour in the map
+    is of its own complex."""
+    emb, curated = _separated()
+    noise = pd.DataFrame(np.random.default_rng(1).normal(size=(2, 12)), index=["X1", "nontargeting"])
+    other, _ = _separated(seed=5)
+    other = other.drop(index=["C3_1", "C3_2", "C3_3", "C3_4"])          # C3 keeps one gene: left out
+    write_gene_umaps({"a": pd.concat([emb, noise]), "b": other}, curated, SMALL["umap"],
+                     {"a": tmp_path / "a", "b": tmp_path / "b"}, controls="nontargeting")
+    for method, n in (("a", 20), ("b", 15)):
+        umap = pd.read_csv(tmp_path / method / "umap.tsv", sep="\t")
+        assert list(umap.columns) == ["gene", "complex", "umap_1", "umap_2"] and len(umap) == n
+        assert list(umap["gene"]) == sorted(umap["gene"]) and "X1" not in set(umap["gene"])
+        xy = umap[["umap_1", "umap_2"]].to_numpy()
+        dist = np.linalg.norm(xy[:, None] - xy[None], axis=-1) + np.diag(np.full(n, np.inf))
+        assert (umap["complex"].to_numpy()[dist.argmin(1)] == umap["complex"].to_numpy()).all()
+        assert (tmp_path / method / "umap.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_k_max_is_clipped_to_the_number_of_genes(tmp_path):

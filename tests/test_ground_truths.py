@@ -97,8 +97,8 @@ def test_each_ground_truth_gets_its_own_row_and_tables(tmp_path):
     extra = tmp_path / "ground_truths" / "coarse"
     assert set(pd.read_csv(extra / "ap_per_gene.tsv", sep="\t")["complex"]) == {"P01", "P23"}
     assert (extra / "ksweep.tsv").exists() and (extra / "map_per_complex.tsv").exists()
-    assert not (extra / "umap.png").exists() and not (extra / "heatmap.png").exists()  # figures: primary only
-    assert (tmp_path / "umap.png").exists() and (tmp_path / "heatmap.png").exists()
+    assert not (extra / "heatmap.png").exists() and not (extra / "complex_ap.png").exists()  # primary only
+    assert (tmp_path / "heatmap.png").exists() and (tmp_path / "complex_ap.png").exists()
 
 
 def test_combine_keeps_one_row_per_method_and_ground_truth(tmp_path):

@@ -173,6 +173,19 @@ def test_fold_keeps_only_the_cells_of_the_chosen_genes(toy):
     assert set(genes[rows.numpy()]) == {"G0"}
 
 
+def test_fold_holds_only_its_cells_and_reads_them_as_the_whole_file_does(toy):
+    root, _ = toy
+    data = load_fold(root / "cells.h5", OOD, FOLD, 16, torch.device("cpu"), "auto", 0.5, {"G0": "G0", "G1": "G1"})
+    plain = CellImages(root / "cells.h5", 16, torch.device("cpu"), "auto", 0.5)
+    kept = np.union1d(data.fold["train_idx"], data.fold["test_idx"])
+    assert data.images.n == plain.n and len(data.images._images) == len(kept) < plain.n
+    shuffled = np.random.default_rng(0).permutation(kept)
+    assert torch.equal(data.images.get(shuffled), plain.get(shuffled))          # same bits, any order
+    outside = np.setdiff1d(np.arange(plain.n), kept)
+    with pytest.raises(ValueError, match="outside the rows held"):
+        data.images.get(outside[:1])
+
+
 def test_complex_classes_pool_their_genes_under_one_label(toy):
     root, _ = toy
     classes = {"G0": "cxA", "G2": "cxA", "G1": "cxB"}

@@ -79,6 +79,7 @@ rule phenotypic_activity:
         "results/logs/phenotypic_activity.log",
     benchmark:
         "results/benchmarks/phenotypic_activity.tsv"
+    priority: 10  # every OOD job waits for its classes
     threads: 1
     resources:
         mem_mb=4000,

@@ -10,14 +10,18 @@
 - ``kmeans_runs.tsv``: the runs at k = number of complexes (k, run, seed, purity, nmi,
   ari, inertia, n_iter);
 - ``ksweep.tsv`` (method, k, n_runs, purity/nmi/ari mean and sd) and ``ksweep.png``;
-- ``umap.tsv`` (gene, complex, umap_1, umap_2) and ``umap.png``;
 - ``heatmap.png`` (clustered gene x gene cosine similarity) and ``complex_ap.png`` (mean
   AP per complex), see :mod:`opsembed.evaluate.gene_figures`.
 
-The UMAP and the figures are left out with ``figures=False``. :func:`evaluate_ground_truths`
+The figures are left out with ``figures=False``. :func:`evaluate_ground_truths`
 scores one method against several ground truths: the first (primary) one as above in the
 output folder, each further one without figures in ``ground_truths/<name>/`` below it, and
 all rows (primary first) in the folder's ``metrics.tsv``.
+
+:func:`write_gene_umaps` draws the UMAP of each method (``umap.tsv``: gene, complex, umap_1,
+umap_2, and ``umap.png``) on the genes :func:`evaluated_genes` keeps, all methods in one
+process (rule gene_umaps): umap-learn compiles its numba code afresh in every process (about
+15 s on one core), and the drawing itself takes well under a second.
 """
 
 from __future__ import annotations
@@ -56,28 +60,17 @@ MIN_COVERAGE = 0.5
 """Below this fraction of curated genes present in the embedding, a warning is raised."""
 
 
-def evaluate_embeddings(embeddings: pd.DataFrame, curated: pd.DataFrame, cfg: dict, method: str,
-                        out_dir: str | os.PathLike, controls: str | None = None,
-                        threads: int | None = None, ground_truth: str | None = None,
-                        figures: bool = True) -> pd.Series:
-    """Score one method's gene embeddings against curated complexes; write ``out_dir``.
+def evaluated_genes(embeddings: pd.DataFrame, curated: pd.DataFrame, method: str,
+                    controls: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """The genes a method is scored on: (values float64 (n, d), genes (n,), complexes (n,),
+    counts), rows sorted by (complex, gene).
 
-    ``embeddings``: float frame indexed by gene (one row per gene, no NaN); rows of the
-    ``controls`` label are dropped, genes absent from ``curated`` are ignored (counted in
-    ``n_genes_ignored``). ``curated``: columns ``gene, complex``, as from
-    :func:`opsembed.evaluate.curate.curate_complexes`. Evaluation runs on the curated genes
-    present in the embedding; complexes left with fewer than 2 of them are dropped.
-    When fewer than ``MIN_COVERAGE`` of the curated genes are present a warning is logged
-    and ``coverage_warning`` is True. ``cfg`` is the config's ``evaluation`` block
-    (``map``, ``kmeans``, ``recall``, ``umap`` are used). ``threads`` sets torch's thread
-    count for the k-means (None: leave it). ``ground_truth`` is the ground truth's name,
-    written in the row's ``ground_truth`` column; ``figures=False`` skips the UMAP and every
-    figure (the tables are written). Returns the metrics row (index
-    :data:`METRIC_COLUMNS`). Raises InputError on duplicate genes, NaN/inf or all-zero
-    rows, or when fewer than 2 complexes can be evaluated.
+    Checks ``embeddings`` (InputError on duplicate genes, NaN/inf or all-zero rows), drops
+    the ``controls`` row, keeps the curated genes present and, of those, the complexes with
+    at least 2 of them; InputError when fewer than 2 complexes remain. ``counts`` holds
+    n_genes_embedded, n_genes_evaluated, n_complexes, n_genes_ignored, n_genes_curated,
+    n_genes_present, coverage and coverage_warning (coverage below ``MIN_COVERAGE``).
     """
-    t0 = time.perf_counter()
-    out = Path(out_dir)
     frame = embeddings.copy()
     frame.index = frame.index.astype(str)
     check_embeddings(frame.rename_axis("gene").reset_index(), f"embeddings of {method!r}")
@@ -98,17 +91,60 @@ def evaluate_embeddings(embeddings: pd.DataFrame, curated: pd.DataFrame, cfg: di
     counts = dict(n_genes_embedded=len(frame), n_genes_evaluated=len(evaluated),
                   n_complexes=int(evaluated["complex"].nunique()),
                   n_genes_ignored=int((~frame.index.isin(curated["gene"])).sum()),
-                  n_genes_curated=n_curated, coverage=coverage,
+                  n_genes_curated=n_curated, n_genes_present=len(present), coverage=coverage,
                   coverage_warning=bool(coverage < MIN_COVERAGE))
-    if counts["coverage_warning"]:
-        logger.warning("%s: only %d of %d curated genes (%.0f%%) have an embedding; the scores "
-                       "rest on few genes.", method, len(present), n_curated, 100 * coverage)
     if counts["n_complexes"] < 2:
         raise InputError(f"embeddings of {method!r}: only {counts['n_complexes']} complex(es) have "
                          f">= 2 embedded genes ({len(present)} of {n_curated} curated genes are in "
                          "the embedding). Check that gene names match the ground truth.")
     values = frame.loc[evaluated["gene"]].to_numpy(dtype=np.float64)
-    genes, labels = evaluated["gene"].to_numpy(), evaluated["complex"].to_numpy()
+    return values, evaluated["gene"].to_numpy(), evaluated["complex"].to_numpy(), counts
+
+
+def write_gene_umaps(embeddings: dict[str, pd.DataFrame], curated: pd.DataFrame, umap_cfg: dict,
+                     out_dirs: dict[str, str | os.PathLike], controls: str | None = None) -> None:
+    """For each method of ``embeddings`` ({method: embedding frame}), the 2-D UMAP (cosine,
+    ``umap_cfg``: the ``evaluation.umap`` block) of its :func:`evaluated_genes`, written to
+    ``out_dirs[method]`` as ``umap.tsv`` (gene, complex, umap_1, umap_2) and ``umap.png``."""
+    for method, frame in embeddings.items():
+        values, genes, labels, counts = evaluated_genes(frame, curated, method, controls)
+        t0 = time.perf_counter()
+        coords = umap_coordinates(values, umap_cfg["n_neighbors"], umap_cfg["min_dist"], umap_cfg["seed"])
+        table = pd.DataFrame({"gene": genes, "complex": labels, "umap_1": coords[:, 0], "umap_2": coords[:, 1]})
+        out = Path(out_dirs[method])
+        write_table(table, out / "umap.tsv")
+        plot_umap(table, out / "umap.png", f"{method}: {len(genes)} genes, {counts['n_complexes']} complexes")
+        logger.info("%s: UMAP of %d genes in %.1f s", method, len(genes), time.perf_counter() - t0)
+
+
+def evaluate_embeddings(embeddings: pd.DataFrame, curated: pd.DataFrame, cfg: dict, method: str,
+                        out_dir: str | os.PathLike, controls: str | None = None,
+                        threads: int | None = None, ground_truth: str | None = None,
+                        figures: bool = True) -> pd.Series:
+    """Score one method's gene embeddings against curated complexes; write ``out_dir``.
+
+    ``embeddings``: float frame indexed by gene (one row per gene, no NaN); rows of the
+    ``controls`` label are dropped, genes absent from ``curated`` are ignored (counted in
+    ``n_genes_ignored``). ``curated``: columns ``gene, complex``, as from
+    :func:`opsembed.evaluate.curate.curate_complexes`. Evaluation runs on the curated genes
+    present in the embedding; complexes left with fewer than 2 of them are dropped.
+    When fewer than ``MIN_COVERAGE`` of the curated genes are present a warning is logged
+    and ``coverage_warning`` is True. ``cfg`` is the config's ``evaluation`` block
+    (``map``, ``kmeans``, ``recall`` are used; ``umap.seed`` is recorded). ``threads`` sets
+    torch's thread count for the k-means (None: leave it). ``ground_truth`` is the ground
+    truth's name, written in the row's ``ground_truth`` column; ``figures=False`` skips every
+    figure (the tables are written); the UMAP is :func:`write_gene_umaps`'s. Returns the
+    metrics row (index :data:`METRIC_COLUMNS`). Raises InputError on duplicate genes, NaN/inf or all-zero
+    rows, or when fewer than 2 complexes can be evaluated.
+    """
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    values, genes, labels, counts = evaluated_genes(embeddings, curated, method, controls)
+    if counts["coverage_warning"]:
+        logger.warning("%s: only %d of %d curated genes (%.0f%%) have an embedding; the scores "
+                       "rest on few genes.", method, counts["n_genes_present"], counts["n_genes_curated"],
+                       100 * counts["coverage"])
+    counts.pop("n_genes_present")
     truth = pd.factorize(labels, sort=True)[0]
     logger.info("%s: %d genes in %d complexes (%d embedded genes ignored)", method, len(genes),
                 counts["n_complexes"], counts["n_genes_ignored"])
@@ -130,10 +166,6 @@ def evaluate_embeddings(embeddings: pd.DataFrame, curated: pd.DataFrame, cfg: di
 
     recall = known_relationship_recall(values, labels, rc["percentile"])
     recall_10_90 = known_relationship_recall(values, labels, EFAAR_PERCENTILE)
-    if figures:
-        coords = umap_coordinates(values, um["n_neighbors"], um["min_dist"], um["seed"])
-        umap_table = pd.DataFrame({"gene": genes, "complex": labels,
-                                   "umap_1": coords[:, 0], "umap_2": coords[:, 1]})
     t3 = time.perf_counter()
 
     row = {"method": method, "ground_truth": ground_truth,
@@ -155,8 +187,6 @@ def evaluate_embeddings(embeddings: pd.DataFrame, curated: pd.DataFrame, cfg: di
     write_table(main, out / "kmeans_runs.tsv")
     write_table(sweep, out / "ksweep.tsv")
     if figures:
-        write_table(umap_table, out / "umap.tsv")
-        plot_umap(umap_table, out / "umap.png", f"{method}: {len(genes)} genes, {k} complexes")
         plot_ksweep([sweep], out / "ksweep.png", marks=[k])
         plot_similarity_heatmap(values, genes, labels, out / "heatmap.png",
                                 f"{method}: cosine similarity of {len(genes)} genes, clustered")
@@ -164,7 +194,7 @@ def evaluate_embeddings(embeddings: pd.DataFrame, curated: pd.DataFrame, cfg: di
                         f"{method}: mean AP per complex (genes)",
                         chance=float((ap["n_pos_pairs"] / ap["n_total_pairs"]).mean()))
     write_table(metrics.to_frame().T, out / "metrics.tsv")
-    logger.info("%s evaluated against %s in %.2f s (mAP %.2f s, %d k-means runs %.2f s, recall+UMAP "
+    logger.info("%s evaluated against %s in %.2f s (mAP %.2f s, %d k-means runs %.2f s, recall "
                 "%.2f s): mAP %.3f, purity %.3f, NMI %.3f, ARI %.3f, recall %.3f", method, ground_truth,
                 time.perf_counter() - t0, t1 - t0, len(runs), t2 - t1, t3 - t2, row["mAP"],
                 row["purity_mean"], row["nmi_mean"], row["ari_mean"], recall)

@@ -56,10 +56,13 @@ class CellImages:
     ``in_memory``: ``"auto"`` keeps all crops (float16) on ``device`` when they take less
     than ``memory_fraction`` of its free memory, else in host memory under the same rule,
     else streams them from disk; ``True`` forces memory, ``False`` forces streaming.
+    ``rows`` (int, optional): hold only those cells in memory (an OOD fold's few classes of a
+    large screen); rows still number the whole file, and ``get`` of a row not held raises
+    ValueError. Streaming reads any row.
     """
 
     def __init__(self, path: str | os.PathLike, image_size: int, device: torch.device,
-                 in_memory: bool | str, memory_fraction: float):
+                 in_memory: bool | str, memory_fraction: float, rows=None):
         self.path = str(path)
         self.image_size = int(image_size)
         self.device = device
@@ -75,10 +78,19 @@ class CellImages:
         self.genes = list(attrs["genes"])
         self.controls = str(attrs["controls"])
         self.gene_ids = _gene_ids(obs, self.genes, path)
-        nbytes = self.n * len(self.channels) * self.image_size ** 2 * 2
+        self.rows = None if rows is None else np.unique(np.asarray(rows, dtype=np.int64))
+        if self.rows is not None and len(self.rows) and (self.rows[0] < 0 or self.rows[-1] >= self.n):
+            raise ValueError(f"{path}: rows outside 0 .. {self.n - 1}")
+        held = self.n if self.rows is None else len(self.rows)
+        nbytes = held * len(self.channels) * self.image_size ** 2 * 2
         self.storage = _choose_storage(nbytes, device, in_memory, memory_fraction)
         self.in_memory = self.storage is not None
         self._images = self._load() if self.in_memory else None
+        self._slot = None                       # row -> place in _images (-1: not held), with rows
+        if self.in_memory and self.rows is not None:
+            slot = torch.full((self.n,), -1, dtype=torch.long)
+            slot[torch.from_numpy(self.rows)] = torch.arange(len(self.rows))
+            self._slot = slot.to(self.storage)
 
     @classmethod
     def from_tensor(cls, images: torch.Tensor, gene_ids: np.ndarray, genes: list[str], controls: str,
@@ -91,18 +103,25 @@ class CellImages:
         self.channels = list(channels or [f"ch{i}" for i in range(images.shape[1])])
         self.gene_ids = np.asarray(gene_ids, dtype=np.int64)
         self.storage, self.in_memory, self._images = images.device, True, images.half()
+        self.rows, self._slot = None, None
         return self
 
     def _load(self) -> torch.Tensor:
-        out = torch.empty((self.n, len(self.channels), self.image_size, self.image_size),
+        held = self.n if self.rows is None else len(self.rows)
+        out = torch.empty((held, len(self.channels), self.image_size, self.image_size),
                           dtype=torch.float16, device=self.storage)
-        bar = tqdm(total=self.n, desc="loading crops", unit="cell", mininterval=10)
-        for start, block in iter_crop_blocks(self.path, 2048):
-            x = resize(torch.from_numpy(block), self.image_size).half()
+        bar = tqdm(total=held, desc="loading crops", unit="cell", mininterval=10)
+        if self.rows is None:
+            blocks = ((start, resize(torch.from_numpy(block), self.image_size).half())
+                      for start, block in iter_crop_blocks(self.path, 2048))
+        else:
+            blocks = ((start, read_resized(self.path, self.rows[start:start + 2048], self.image_size))
+                      for start in range(0, held, 2048))
+        for start, x in blocks:
             out[start:start + len(x)] = x.to(self.storage)
             bar.update(len(x))
         bar.close()
-        log.info("%d crops held in %s memory (%.1f MB)", self.n, self.storage,
+        log.info("%d of %d crops held in %s memory (%.1f MB)", held, self.n, self.storage,
                  out.numel() * 2 / 1e6)
         return out
 
@@ -110,6 +129,10 @@ class CellImages:
         """Crops of the cells ``index`` (ints), float32 (n, C, S, S) on ``device``."""
         if self.in_memory:
             idx = torch.as_tensor(index, dtype=torch.long).to(self.storage)
+            if self._slot is not None:
+                idx = self._slot[idx]
+                if bool((idx < 0).any()):
+                    raise ValueError(f"{self.path}: cells outside the rows held in memory were asked for")
             return self._images.index_select(0, idx).to(self.device, non_blocking=True).float()
         return read_resized(self.path, np.asarray(index), self.image_size).to(self.device).float()
 

@@ -62,7 +62,8 @@ class LabelledSampler(BalancedSampler):
 class FoldData:
     """One fold's view of a cells file.
 
-    ``images``: CellImages of the whole file; ``fold``: the ``ood_folds`` dict; ``oes``:
+    ``images``: CellImages of the whole file, holding the fold's training and test cells
+    in memory (``rows``; the other rows are never read); ``fold``: the ``ood_folds`` dict; ``oes``:
     sorted OE labels of the whole file (``ood.oe_columns``); ``oe_ids`` (n,) int64 into
     ``oes``; ``train_genes`` / ``train_oes``: sorted ids with training cells; ``cell_ids``:
     obs cell_id (str).
@@ -99,18 +100,20 @@ def load_fold(cells_path: str | os.PathLike, ood_cfg: dict | None, fold: str, im
     """The fold ``fold`` (an id of ``list_folds``) of the cells file, crops at ``image_size``.
 
     ``classes``: the OOD classes table (path, ``results/ood/classes.tsv``) or a dict gene ->
-    class; only the cells of its genes are in the fold (``io.folds.gene_subset``). None: every
-    cell, labelled by its gene. When a class is not its gene's name (``ood.labels:
-    complex``), ``images.genes`` becomes the sorted class names then the control label, and
-    ``images.gene_ids`` index it (cells outside every class get the control label's id; no
-    fold holds them), so every trainer and scorer sees classes where it read genes.
+    class; only the cells of its genes are in the fold (``io.folds.gene_subset``), and only the
+    fold's training and test cells are loaded. None: every cell, labelled by its gene. When a
+    class is not its gene's name (``ood.labels: complex``), ``images.genes`` becomes the sorted
+    class names then the control label, and ``images.gene_ids`` index it (cells outside every
+    class get the control label's id; no fold holds them), so every trainer and scorer sees
+    classes where it read genes.
     """
     cfg = ood_config(ood_cfg)
     obs = read_obs(cells_path)
-    images = CellImages(cells_path, image_size, device, in_memory, memory_fraction)
     if classes is not None and not isinstance(classes, dict):
         classes = read_classes(classes)
     f = get_fold(obs, cfg, fold, classes)
+    images = CellImages(cells_path, image_size, device, in_memory, memory_fraction,
+                        rows=np.union1d(f["train_idx"], f["test_idx"]))
     if classes is not None and any(g != c for g, c in classes.items()):
         relabel_classes(images, obs["gene"].astype(str).to_numpy(), classes)
     labels = oe_labels(obs, cfg["oe_columns"])
