@@ -37,6 +37,8 @@ rule train_grape:
         "results/logs/train_grape.log",
     benchmark:
         "results/benchmarks/train_grape.tsv"
+    # the longest job, and the report waits on its chain (check, extract, evaluate): start it first
+    priority: 10
     threads: 1
     resources:
         mem_mb=16000,

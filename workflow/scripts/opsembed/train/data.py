@@ -58,7 +58,7 @@ class CellImages:
     else streams them from disk; ``True`` forces memory, ``False`` forces streaming.
     ``rows`` (int, optional): hold only those cells in memory (an OOD fold's few classes of a
     large screen); rows still number the whole file, and ``get`` of a row not held raises
-    ValueError. Streaming reads any row.
+    ValueError (checked when the crops are in host memory). Streaming reads any row.
     """
 
     def __init__(self, path: str | os.PathLike, image_size: int, device: torch.device,
@@ -131,7 +131,8 @@ class CellImages:
             idx = torch.as_tensor(index, dtype=torch.long).to(self.storage)
             if self._slot is not None:
                 idx = self._slot[idx]
-                if bool((idx < 0).any()):
+                # checked where it costs no device sync (on a GPU the callers draw held rows only)
+                if idx.device.type == "cpu" and bool((idx < 0).any()):
                     raise ValueError(f"{self.path}: cells outside the rows held in memory were asked for")
             return self._images.index_select(0, idx).to(self.device, non_blocking=True).float()
         return read_resized(self.path, np.asarray(index), self.image_size).to(self.device).float()
