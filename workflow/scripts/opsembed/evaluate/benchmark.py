@@ -69,7 +69,7 @@ def evaluated_genes(embeddings: pd.DataFrame, curated: pd.DataFrame, method: str
     the ``controls`` row, keeps the curated genes present and, of those, the complexes with
     at least 2 of them; InputError when fewer than 2 complexes remain. ``counts`` holds
     n_genes_embedded, n_genes_evaluated, n_complexes, n_genes_ignored, n_genes_curated,
-    n_genes_present, coverage and coverage_warning (coverage below ``MIN_COVERAGE``).
+    coverage and coverage_warning (coverage below ``MIN_COVERAGE``, also logged).
     """
     frame = embeddings.copy()
     frame.index = frame.index.astype(str)
@@ -91,8 +91,11 @@ def evaluated_genes(embeddings: pd.DataFrame, curated: pd.DataFrame, method: str
     counts = dict(n_genes_embedded=len(frame), n_genes_evaluated=len(evaluated),
                   n_complexes=int(evaluated["complex"].nunique()),
                   n_genes_ignored=int((~frame.index.isin(curated["gene"])).sum()),
-                  n_genes_curated=n_curated, n_genes_present=len(present), coverage=coverage,
+                  n_genes_curated=n_curated, coverage=coverage,
                   coverage_warning=bool(coverage < MIN_COVERAGE))
+    if counts["coverage_warning"]:
+        logger.warning("%s: only %d of %d curated genes (%.0f%%) have an embedding; the scores "
+                       "rest on few genes.", method, len(present), n_curated, 100 * coverage)
     if counts["n_complexes"] < 2:
         raise InputError(f"embeddings of {method!r}: only {counts['n_complexes']} complex(es) have "
                          f">= 2 embedded genes ({len(present)} of {n_curated} curated genes are in "
@@ -134,17 +137,12 @@ def evaluate_embeddings(embeddings: pd.DataFrame, curated: pd.DataFrame, cfg: di
     torch's thread count for the k-means (None: leave it). ``ground_truth`` is the ground
     truth's name, written in the row's ``ground_truth`` column; ``figures=False`` skips every
     figure (the tables are written); the UMAP is :func:`write_gene_umaps`'s. Returns the
-    metrics row (index :data:`METRIC_COLUMNS`). Raises InputError on duplicate genes, NaN/inf or all-zero
-    rows, or when fewer than 2 complexes can be evaluated.
+    metrics row (index :data:`METRIC_COLUMNS`). Raises InputError on duplicate genes, NaN/inf
+    or all-zero rows, or when fewer than 2 complexes can be evaluated.
     """
     t0 = time.perf_counter()
     out = Path(out_dir)
     values, genes, labels, counts = evaluated_genes(embeddings, curated, method, controls)
-    if counts["coverage_warning"]:
-        logger.warning("%s: only %d of %d curated genes (%.0f%%) have an embedding; the scores "
-                       "rest on few genes.", method, counts["n_genes_present"], counts["n_genes_curated"],
-                       100 * counts["coverage"])
-    counts.pop("n_genes_present")
     truth = pd.factorize(labels, sort=True)[0]
     logger.info("%s: %d genes in %d complexes (%d embedded genes ignored)", method, len(genes),
                 counts["n_complexes"], counts["n_genes_ignored"])
