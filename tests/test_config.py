@@ -41,6 +41,9 @@ def test_defaults_fill_an_empty_config_like_config_yaml_and_the_demo_adds_its_ow
     assert empty["input"].pop("ground_truth") == "resources/demo/complexes.tsv"
     # no hand-written OOD gene list: the benchmark chooses its classes by phenotypic activity
     assert demo["ood"]["genes"] is None and demo["ood"]["max_genes"] == empty["ood"]["max_genes"]
+    # the demo holds out plates only (its time budget); real screens get every level by default
+    assert [lv["name"] for lv in demo["ood"].pop("levels")] == ["plate"]
+    assert [lv["name"] for lv in empty["ood"].pop("levels")] == ["well", "plate", "series"]
     assert empty == demo
 
 
