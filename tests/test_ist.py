@@ -10,8 +10,8 @@ from opsembed.io.tables import read_table
 from opsembed.models.ist import (LayerAdaIN, ResNet18IN, build_ist, gram, init_critic_from_encoder, restyle,
                                  style_code, style_dim)
 from opsembed.models.restyler import load_restyler
-from opsembed.train.ist_trainer import (critic_losses, generator_losses, ist_config, pretrain_loss,
-                                        reconstruction_loss, style_loss, train_ist, transfer)
+from opsembed.train.ist_trainer import (critic_losses, generator_losses, ist_config, oe_effect_grams, pretrain_loss,
+                                        reconstruction_loss, style_loss, style_targets, train_ist, transfer)
 
 CFG = ist_config({"image_size": 16, "width": 2})
 OOD = {"levels": [{"name": "plate", "columns": ["plate"], "max_folds": None}]}
@@ -109,7 +109,7 @@ def test_pool_norm_hides_a_gain_of_the_last_map_and_no_pool_norm_shows_it():
 
 def test_style_loss_l1_and_mse_by_hand():
     a = [torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]]), torch.ones(1, 1, 1, 1)]     # grams [[5,11],[11,25]]/4, [[1]]
-    b = [torch.zeros(1, 2, 1, 2), torch.zeros(1, 1, 1, 1)]
+    b = [torch.zeros(1, 2, 2), torch.zeros(1, 1, 1)]                                 # target Gram matrices
     l1 = (torch.tensor([5.0, 11, 11, 25]) / 4).mean() / 2 + 1.0 / 2                  # mean over the 2 maps
     mse = (torch.tensor([5.0, 11, 11, 25]) ** 2 / 16).mean() + 1.0                    # sum over the maps
     torch.testing.assert_close(style_loss(a, b, "l1"), l1)
@@ -127,6 +127,47 @@ def test_style_layers_choose_the_maps_of_the_style_loss(nets):
         g = generator_losses(nets, x, torch.tensor([0, 1]), tr, {**CFG, "style_layers": layers, "style_distance": "l1"})
         expected = sum((gram(maps_f[i]) - gram(maps_s[i])).abs().mean() for i in layers) / len(layers)
         torch.testing.assert_close(g["style"], expected)
+
+
+class _IdentityMaps(torch.nn.Module):
+    """A stand-in encoder whose four 'maps' are the image itself."""
+
+    def maps(self, x):
+        return [x] * 4
+
+
+class _Rows:
+    """A stand-in CellImages: get(rows) returns those rows of a tensor."""
+
+    def __init__(self, x):
+        self.x = x
+
+    def get(self, rows):
+        return self.x[torch.as_tensor(rows)]
+
+
+def test_oe_effects_of_the_grams_are_free_of_the_genes_an_oe_holds():
+    # one channel, one pixel: a cell's Gram is x^2. Gram = a(OE) + b(gene) with a = (0, 5), b = (1, 10);
+    # OE 0 holds genes 0 and 1, OE 1 only gene 1. Mean per OE: 5.5 and 15 (difference 9.5);
+    # the additive fit gives the OE effect alone (difference 5). OE 2 has no cells: 0.
+    values = torch.tensor([1.0, 1.0, 10.0, 15.0, 15.0])
+    x = values.sqrt()[:, None, None, None]
+    oes, genes = np.array([0, 0, 0, 1, 1]), np.array([0, 0, 1, 1, 1])
+    out = oe_effect_grams(_IdentityMaps(), _Rows(x), np.arange(5), oes, genes, n_oes=3, batch_size=2)
+    assert len(out) == 4 and out[0].shape == (3, 1, 1)
+    a = out[0][:, 0, 0]
+    torch.testing.assert_close(a[1] - a[0], torch.tensor(5.0), atol=1e-4, rtol=0)
+    assert a[2] == 0
+
+
+def test_style_target_image_is_the_style_images_gram_and_oe_shift_moves_the_contents_own():
+    x, s = torch.tensor([[[[1.0, 1.0]]]]), torch.tensor([[[[3.0, 3.0]]]])     # grams 1 and 9
+    means = [torch.tensor([[[4.0]], [[10.0]]])] * 4                             # OE 0: 4, OE 1: 10
+    x_oe, s_oe = torch.tensor([0]), torch.tensor([1])
+    image = style_targets({"style_target": "image"}, [x] * 4, [s] * 4, x_oe, s_oe, None)
+    shift = style_targets({"style_target": "oe_shift", "style_layers": [0, 2]}, [x] * 4, [s] * 4, x_oe, s_oe, means)
+    assert [float(t) for t in image] == [9.0] * 4
+    assert [float(t) for t in shift] == [7.0, 7.0]                              # 1 + (10 - 4), two layers
 
 
 def test_pretrain_loss_trains_only_the_encoder(nets):
@@ -232,6 +273,17 @@ def test_training_freezes_the_encoder_and_resume_repeats_the_losses(cells, tmp_p
     ckpt = torch.load(pre / "ckpt" / "last.pt", weights_only=True)                # step 4 = 3 pretrain + 1 GAN
     for k, v in enc_full.items():
         torch.testing.assert_close(v, ckpt["nets"][f"encoder.{k}"], msg=k)
+
+
+def test_oe_shift_training_resumes_to_the_same_losses(cells, tmp_path):
+    # the OEs' mean Grams are recomputed after a resume from the frozen encoder: same losses
+    full = _train(cells, tmp_path / "full", style_target="oe_shift")
+    part = tmp_path / "part"
+    _train(cells, part, iterations=5, style_target="oe_shift")            # checkpoint at step 4, in the GAN phase
+    resumed = _train(cells, part, style_target="oe_shift")
+    np.testing.assert_allclose(resumed.to_numpy(), full.to_numpy(), rtol=0, atol=0)
+    plain = _train(cells, tmp_path / "image")
+    assert (full.loc[full["step"] > 3, "style"] != plain.loc[plain["step"] > 3, "style"]).all()
 
 
 def test_restyler_loads_the_model_and_checks_the_fold(cells, tmp_path):

@@ -44,6 +44,12 @@ IST_LOSSES = ["gene_ce", "oe_ce", "d_real", "d_fake", "r1", "adv", "style", "cyc
 diagnostic, not a loss: the share of restyled images that E's OE head assigns to the
 style image's OE (near 1 when the transfer works)."""
 
+GRAM_CELLS = 256
+"""Training cells per OE whose Gram matrices ``style_target: oe_shift`` fits (``oe_effect_grams``)."""
+GRAM_FIT_SWEEPS = 50
+"""Alternating sweeps of that additive fit (each a weighted mean over the (OE, gene) cells)."""
+
+
 def ist_config(cfg: dict | None) -> dict:
     """The full ``ood.ist`` block: the schema's defaults updated by ``cfg``, checked by the
     schema and the cross-key rules (pretrain_iterations below iterations); InputError."""
@@ -85,19 +91,79 @@ def critic_losses(nets: nn.ModuleDict, style: torch.Tensor, style_oe: torch.Tens
     return discriminator_loss(nets["critic"], style, style_oe, fake, style_oe, r1_gamma)
 
 
-def style_loss(maps_a: list[torch.Tensor], maps_b: list[torch.Tensor], distance: str) -> torch.Tensor:
-    """Gram style loss between two lists of E's maps (each (B, c, h, w)), a scalar: ``l1`` the
-    mean over maps of mean |Gram(a) - Gram(b)| (the paper's eq. 3); ``mse`` the sum over maps
-    of mean (Gram(a) - Gram(b))^2."""
+def style_loss(maps_a: list[torch.Tensor], grams_b: list[torch.Tensor], distance: str) -> torch.Tensor:
+    """Gram style loss between E's maps ``maps_a`` (each (B, c, h, w)) and target Gram matrices
+    ``grams_b`` (each (B, c, c)), a scalar: ``l1`` the mean over maps of mean |Gram(a) - b| (the
+    paper's eq. 3); ``mse`` the sum over maps of mean (Gram(a) - b)^2."""
     if distance == "l1":
-        return sum((gram(a) - gram(b)).abs().mean() for a, b in zip(maps_a, maps_b)) / len(maps_a)
+        return sum((gram(a) - b).abs().mean() for a, b in zip(maps_a, grams_b)) / len(maps_a)
     if distance == "mse":
-        return sum(((gram(a) - gram(b)) ** 2).mean() for a, b in zip(maps_a, maps_b))
+        return sum(((gram(a) - b) ** 2).mean() for a, b in zip(maps_a, grams_b))
     raise ValueError(f"style_distance must be l1 or mse, not {distance!r}")
 
 
+@torch.no_grad()
+def oe_effect_grams(encoder: nn.Module, images, rows: np.ndarray, oes: np.ndarray, genes: np.ndarray, n_oes: int,
+                    batch_size: int = 64, sweeps: int = GRAM_FIT_SWEEPS) -> list[torch.Tensor]:
+    """Each OE's effect on the Gram matrices of E's four maps, free of which genes it holds.
+
+    The Gram matrices of the given cells (``rows`` into ``images``, a CellImages; ``oes`` and
+    ``genes``: their int ids) are fitted as mean + a(OE) + b(gene) by least squares
+    (alternating weighted means over the (OE, gene) cell means, ``sweeps`` times). A plain
+    mean per OE would carry its genes: on a screen where plates hold different genes, the
+    difference between two OEs' mean Grams is then partly a gene phenotype. Returns a list of
+    4 tensors (n_oes, c_l, c_l), float32, on E's device: a(OE) (rows of OEs without cells 0);
+    only differences between OEs are meaningful."""
+    pairs, device = {}, None
+    for i in range(0, len(rows), batch_size):
+        grams = [gram(m) for m in encoder.maps(images.get(rows[i:i + batch_size]))]
+        device = grams[0].device
+        for j, key in enumerate(zip(oes[i:i + batch_size].tolist(), genes[i:i + batch_size].tolist())):
+            total, n = pairs.get(key, (None, 0))
+            cell = [g[j] for g in grams]
+            pairs[key] = (cell if total is None else [a + b for a, b in zip(total, cell)], n + 1)
+    keys = list(pairs)
+    p_oe = torch.tensor([k[0] for k in keys])
+    p_gene = torch.tensor([k[1] for k in keys])
+    counts = torch.tensor([float(pairs[k][1]) for k in keys])
+    n_genes = int(p_gene.max()) + 1
+    out = []
+    for layer in range(4):
+        means = torch.stack([pairs[k][0][layer] / pairs[k][1] for k in keys]).cpu()   # (P, c, c)
+        w = counts[:, None, None]
+        a = torch.zeros((n_oes, *means.shape[1:]))
+        for _ in range(sweeps):
+            b = _weighted_group_mean(means - a[p_oe], w, p_gene, n_genes)
+            a = _weighted_group_mean(means - b[p_gene], w, p_oe, n_oes)
+        out.append(a.to(device))
+    return out
+
+
+def _weighted_group_mean(values: torch.Tensor, weights: torch.Tensor, groups: torch.Tensor, n_groups: int) -> torch.Tensor:
+    """Per group, the weighted mean of ``values`` (P, ...) with ``weights`` (P, 1, ...), groups
+    (P,) int: (n_groups, ...); groups without members 0."""
+    total = torch.zeros((n_groups, *values.shape[1:])).index_add_(0, groups, values * weights)
+    norm = torch.zeros((n_groups, *weights.shape[1:])).index_add_(0, groups, weights)
+    return total / norm.clamp_min(1e-12)
+
+
+def style_targets(cfg: dict, maps_x: list[torch.Tensor], maps_s: list[torch.Tensor], x_oe: torch.Tensor,
+                  s_oe: torch.Tensor, oe_grams: list[torch.Tensor] | None) -> list[torch.Tensor]:
+    """The Gram matrices (B, c, c) per map in ``style_layers`` that the restyle should have.
+
+    ``style_target`` ``image`` (the paper): the style image's own, which also carries that
+    one cell's shape, size and phenotype; ``oe_shift``: the content image's own Gram plus the
+    difference between the effects of the style image's OE and of the content's OE
+    (``oe_effect_grams``), i.e. move the cell by what the change of OE alone changes."""
+    layers = cfg.get("style_layers", (0, 1, 2, 3))
+    if cfg.get("style_target", "image") == "image":
+        return [gram(maps_s[i]) for i in layers]
+    return [gram(maps_x[i]).detach() + oe_grams[i][s_oe] - oe_grams[i][x_oe] for i in layers]
+
+
 def generator_losses(nets: nn.ModuleDict, x: torch.Tensor, style_oe: torch.Tensor, transferred: tuple,
-                     lam: dict) -> dict[str, torch.Tensor]:
+                     lam: dict, x_oe: torch.Tensor | None = None,
+                     oe_grams: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """G's losses for content x (B, C, S, S) restyled into style images of OEs ``style_oe`` (B,);
     ``transferred`` = ``transfer(nets, x, style)`` = (maps of x, maps of style, x_hat).
 
@@ -121,7 +187,8 @@ def generator_losses(nets: nn.ModuleDict, x: torch.Tensor, style_oe: torch.Tenso
     maps_f = enc.maps(fake)
     adv = generator_adv_loss(nets["critic"](fake, style_oe))
     layers = lam.get("style_layers", (0, 1, 2, 3))
-    style_l = style_loss([maps_f[i] for i in layers], [maps_s[i] for i in layers], lam.get("style_distance", "mse"))
+    style_l = style_loss([maps_f[i] for i in layers], style_targets(lam, maps_x, maps_s, x_oe, style_oe, oe_grams),
+                         lam.get("style_distance", "mse"))
     cycle = (gen(maps_f, style_code(maps_x), fake) - x).float().abs().mean()
     content = (fake - x).float().abs().mean() + \
         (F.instance_norm(maps_f[-1].float()) - F.instance_norm(maps_x[-1].float())).abs().mean()
@@ -159,6 +226,17 @@ class ISTTrainer(Trainer):
         self.samplers = {"x": data.gene_sampler(cfg["batch_size"], self.seed, stream=0),
                          "style": data.oe_sampler(cfg["batch_size"], self.seed, stream=1)}
         self.sample_cells, self.sample_styles = fold_sample_choice(data, cfg["n_sample_cells"], cfg["n_sample_oes"], self.seed)
+        self.oe_grams = None  # style_target oe_shift: E's mean Gram per OE, once E is frozen
+
+    def _oe_grams(self) -> list[torch.Tensor]:
+        """``oe_effect_grams`` of the frozen E over up to GRAM_CELLS training cells of each training
+        OE (drawn with the trainer's seed; recomputed alike after a resume, E being frozen)."""
+        rng = np.random.default_rng([self.seed, 302])
+        train = self.data.fold["train_idx"]
+        rows = np.concatenate([np.sort(rng.choice(r, size=min(GRAM_CELLS, len(r)), replace=False))
+                               for r in (train[self.data.oe_ids[train] == o] for o in self.data.train_oes)])
+        return oe_effect_grams(self.nets["encoder"], self.images, rows, self.data.oe_ids[rows],
+                               self.images.gene_ids[rows], len(self.data.oes))
 
     def train_step(self, step: int, batch: dict) -> torch.Tensor:
         x, lab_x = batch["x"]
@@ -183,6 +261,8 @@ class ISTTrainer(Trainer):
             if step == self.cfg["pretrain_iterations"] + self.cfg["warmup_iterations"]:
                 init_critic_from_encoder(self.nets)
             self.nets["encoder"].requires_grad_(False)
+            if self.cfg["style_target"] == "oe_shift" and self.oe_grams is None:
+                self.oe_grams = self._oe_grams()
             oe = lab_s[:, 1]
             with autocast(self.device, bf16):
                 transferred = transfer(self.nets, x, s)
@@ -190,7 +270,7 @@ class ISTTrainer(Trainer):
             update(self.optimizers["critic"], d["d_total"])
             self.nets["critic"].requires_grad_(False)
             with autocast(self.device, bf16):
-                g = generator_losses(self.nets, x, oe, transferred, self.cfg)
+                g = generator_losses(self.nets, x, oe, transferred, self.cfg, lab_x[:, 1], self.oe_grams)
             update(self.optimizers["generator"], g["g_total"])
             self.nets["critic"].requires_grad_(True)
             out.update(d)
