@@ -11,7 +11,9 @@ trained on the fold's training cells only:
 - later steps: content images x (balanced over genes) are paired at random with style
   images (balanced over OEs); D learns the non-saturating loss with R1; G learns the
   weighted sum of adversarial, Gram style, cycle, content and class-matching losses
-  (see ``generator_losses``).
+  (see ``generator_losses``). The style loss matches the style image's Gram matrices (the
+  paper) or, with ``style_target: oe_shift``, the content's own moved by the OE effect of an
+  additive OE + gene fit over training cells (``oe_effect_grams``, computed once E is frozen).
 
 It runs in ``opsembed.train.loop.run_training`` (resumable checkpoints, loss TSV, progress
 bar, NaN stop) and writes a model file that ``opsembed.models.restyler.load_restyler`` turns
@@ -113,7 +115,8 @@ def oe_effect_grams(encoder: nn.Module, images, rows: np.ndarray, oes: np.ndarra
     mean per OE would carry its genes: on a screen where plates hold different genes, the
     difference between two OEs' mean Grams is then partly a gene phenotype. Returns a list of
     4 tensors (n_oes, c_l, c_l), float32, on E's device: a(OE) (rows of OEs without cells 0);
-    only differences between OEs are meaningful."""
+    only differences between OEs are meaningful. Memory: one sum of the four Grams per
+    (OE, gene) pair present, sum over layers of c_l^2 floats each (1.4 MB at the paper's width 64)."""
     pairs, device = {}, None
     for i in range(0, len(rows), batch_size):
         grams = [gram(m) for m in encoder.maps(images.get(rows[i:i + batch_size]))]
@@ -123,27 +126,27 @@ def oe_effect_grams(encoder: nn.Module, images, rows: np.ndarray, oes: np.ndarra
             cell = [g[j] for g in grams]
             pairs[key] = (cell if total is None else [a + b for a, b in zip(total, cell)], n + 1)
     keys = list(pairs)
-    p_oe = torch.tensor([k[0] for k in keys])
-    p_gene = torch.tensor([k[1] for k in keys])
-    counts = torch.tensor([float(pairs[k][1]) for k in keys])
+    p_oe = torch.tensor([k[0] for k in keys], device=device)
+    p_gene = torch.tensor([k[1] for k in keys], device=device)
+    counts = torch.tensor([float(pairs[k][1]) for k in keys], device=device)
     n_genes = int(p_gene.max()) + 1
     out = []
     for layer in range(4):
-        means = torch.stack([pairs[k][0][layer] / pairs[k][1] for k in keys]).cpu()   # (P, c, c)
+        means = torch.stack([pairs[k][0][layer] / pairs[k][1] for k in keys])   # (P, c, c)
         w = counts[:, None, None]
-        a = torch.zeros((n_oes, *means.shape[1:]))
+        a = torch.zeros((n_oes, *means.shape[1:]), device=device)
         for _ in range(sweeps):
             b = _weighted_group_mean(means - a[p_oe], w, p_gene, n_genes)
             a = _weighted_group_mean(means - b[p_gene], w, p_oe, n_oes)
-        out.append(a.to(device))
+        out.append(a)
     return out
 
 
 def _weighted_group_mean(values: torch.Tensor, weights: torch.Tensor, groups: torch.Tensor, n_groups: int) -> torch.Tensor:
     """Per group, the weighted mean of ``values`` (P, ...) with ``weights`` (P, 1, ...), groups
     (P,) int: (n_groups, ...); groups without members 0."""
-    total = torch.zeros((n_groups, *values.shape[1:])).index_add_(0, groups, values * weights)
-    norm = torch.zeros((n_groups, *weights.shape[1:])).index_add_(0, groups, weights)
+    total = values.new_zeros((n_groups, *values.shape[1:])).index_add_(0, groups, values * weights)
+    norm = weights.new_zeros((n_groups, *weights.shape[1:])).index_add_(0, groups, weights)
     return total / norm.clamp_min(1e-12)
 
 
@@ -168,7 +171,8 @@ def generator_losses(nets: nn.ModuleDict, x: torch.Tensor, style_oe: torch.Tenso
     ``transferred`` = ``transfer(nets, x, style)`` = (maps of x, maps of style, x_hat).
 
     - ``adv``: mean softplus(-D_{style_oe}(x_hat)) (non-saturating);
-    - ``style``: the difference between the Gram matrices of x_hat and of the style image on
+    - ``style``: the difference between the Gram matrices of x_hat and their target
+      (``style_targets``: ``x_oe`` (B,) the content's OEs and ``oe_grams`` for ``oe_shift``) on
       E's maps ``style_layers`` (0-based; the paper: all four) (``style_distance``): ``l1``, the paper's eq. 3, the mean over the
       maps of the mean absolute difference; ``mse``, the sum over the maps of the mean
       squared difference;
@@ -226,7 +230,7 @@ class ISTTrainer(Trainer):
         self.samplers = {"x": data.gene_sampler(cfg["batch_size"], self.seed, stream=0),
                          "style": data.oe_sampler(cfg["batch_size"], self.seed, stream=1)}
         self.sample_cells, self.sample_styles = fold_sample_choice(data, cfg["n_sample_cells"], cfg["n_sample_oes"], self.seed)
-        self.oe_grams = None  # style_target oe_shift: E's mean Gram per OE, once E is frozen
+        self.oe_grams = None  # style_target oe_shift: the OEs' Gram effects (oe_effect_grams), once E is frozen
 
     def _oe_grams(self) -> list[torch.Tensor]:
         """``oe_effect_grams`` of the frozen E over up to GRAM_CELLS training cells of each training
