@@ -286,6 +286,17 @@ def test_oe_shift_training_resumes_to_the_same_losses(cells, tmp_path):
     assert (full.loc[full["step"] > 3, "style"] != plain.loc[plain["step"] > 3, "style"]).all()
 
 
+def test_the_sample_grid_says_its_columns_are_oes(cells, tmp_path, monkeypatch):
+    import opsembed.train.loop as loop
+
+    titles = []
+    monkeypatch.setattr(loop, "save_grid_png", lambda path, mosaic, columns, title: titles.append((columns, title)))
+    _train(cells, tmp_path, iterations=4)
+    (columns, title), = titles
+    assert title.startswith("ist: training cells (rows) re-imaged in the style of a cell of each OE (columns)")
+    assert columns[0] == "input" and all("/" in c for c in columns[1:])          # OE labels plate/well
+
+
 def test_restyler_loads_the_model_and_checks_the_fold(cells, tmp_path):
     _train(cells, tmp_path, iterations=4)
     r = load_restyler(tmp_path / "model.pt", torch.device("cpu"), fold="plate-P1")

@@ -211,6 +211,7 @@ class ISTTrainer(Trainer):
     """IST on one fold's training cells; ``cfg`` a full config (see ist_config). No EMA."""
 
     name = "ist"
+    sample_caption = "training cells (rows) re-imaged in the style of a cell of each OE (columns)"
     loss_names = IST_LOSSES
     model_keys = MODEL_KEYS
     operational_keys = Trainer.operational_keys + ("n_sample_cells", "n_sample_oes", "n_restyle_cells")

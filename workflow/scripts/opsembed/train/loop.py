@@ -43,6 +43,7 @@ class Trainer:
     torch optimisers), ``samplers`` (dict of BalancedSampler), ``loss_names`` (list[str]),
     ``model_keys`` (keys of cfg that shape the nets) and, for methods that average their
     parameters, ``ema`` (ParamEMA; None, the default, for the others).
+    ``sample_caption``: what the rows and columns of the sample grid are (its PNG's title).
     ``operational_keys``: keys of cfg that may change between a checkpoint and its
     resumption (they change how the run is carried out or what it writes besides the
     weights, not the weights); a subclass adds its own to these, the loop's.
@@ -56,6 +57,7 @@ class Trainer:
     nets: nn.ModuleDict
     optimizers: dict[str, torch.optim.Optimizer]
     ema: ParamEMA | None = None
+    sample_caption: str = "control cells (rows) restyled to genes (columns)"
     samplers: dict[str, BalancedSampler]
     loss_names: list[str]
     model_keys: tuple[str, ...]
@@ -178,7 +180,7 @@ def run_training(trainer: Trainer, checkpoint_dir: str | os.PathLike, model_path
     save_checkpoint(payload, model_path)
     monitor.write_table(losses_path)
     save_grid_png(samples_path, mosaic, columns,
-                  f"{trainer.name}: control cells (rows) restyled to genes (columns), step {total}")
+                  f"{trainer.name}: {trainer.sample_caption}, step {total}")
 
 
 def _checkpoint(trainer: Trainer, monitor: Monitor, done: int) -> dict:

@@ -68,6 +68,8 @@ class PredictorTrainer(Trainer):
             raise InputError(f"ood.predictor.image_size ({cfg['image_size']}) differs from the {kind} "
                              f"generator's ({restyler.image_size}); make them equal.")
         self.kind, self.name = kind, kind
+        self.sample_caption = ("training cells (rows) as the classifier sees them re-imaged into training OEs (columns)"
+                               if restyler is not None else "training cells")
         self.data, self.images, self.cfg, self.seed = data, data.images, cfg, int(seed)
         self.device, self.restyler = self.images.device, restyler
         torch.manual_seed(self.seed)

@@ -31,6 +31,7 @@ class StarGanOETrainer(GrapeTrainer):
     """
 
     name = "stargan"
+    sample_caption = "training cells (rows) restyled to OEs (columns)"
 
     def __init__(self, data: FoldData, cfg: dict, seed: int):
         self.data, self.images, self.cfg, self.seed = data, data.images, cfg, int(seed)

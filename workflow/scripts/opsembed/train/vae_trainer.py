@@ -65,6 +65,7 @@ class VaeTrainer(Trainer):
     loss_names = LOSSES
     model_keys = MODEL_KEYS
     operational_keys = Trainer.operational_keys + OPERATIONAL
+    sample_caption = "cells (rows): input and reconstruction from the posterior mean (columns)"
 
     def __init__(self, name: str, images: CellImages, pairs, cfg: dict, seed: int, init_state: dict | None = None):
         self.name, self.images, self.pairs, self.cfg, self.seed = name, images, pairs, cfg, int(seed)
