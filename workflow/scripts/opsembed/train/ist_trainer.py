@@ -117,24 +117,26 @@ def oe_effect_grams(encoder: nn.Module, images, rows: np.ndarray, oes: np.ndarra
     4 tensors (n_oes, c_l, c_l), float32, on E's device: a(OE) (rows of OEs without cells 0);
     only differences between OEs are meaningful. Memory: one sum of the four Grams per
     (OE, gene) pair present, sum over layers of c_l^2 floats each (1.4 MB at the paper's width 64)."""
-    pairs, device = {}, None
+    keys, pair_of_row = np.unique(np.stack([oes, genes], axis=1), axis=0, return_inverse=True)
+    pair_of_row = pair_of_row.reshape(-1)
+    sums = None                                                          # per layer (P, c, c)
     for i in range(0, len(rows), batch_size):
         grams = [gram(m) for m in encoder.maps(images.get(rows[i:i + batch_size]))]
-        device = grams[0].device
-        for j, key in enumerate(zip(oes[i:i + batch_size].tolist(), genes[i:i + batch_size].tolist())):
-            total, n = pairs.get(key, (None, 0))
-            cell = [g[j] for g in grams]
-            pairs[key] = (cell if total is None else [a + b for a, b in zip(total, cell)], n + 1)
-    keys = list(pairs)
-    p_oe = torch.tensor([k[0] for k in keys], device=device)
-    p_gene = torch.tensor([k[1] for k in keys], device=device)
-    counts = torch.tensor([float(pairs[k][1]) for k in keys], device=device)
-    n_genes = int(p_gene.max()) + 1
+        if sums is None:
+            sums = [g.new_zeros((len(keys), *g.shape[1:])) for g in grams]
+        idx = torch.as_tensor(pair_of_row[i:i + batch_size], device=grams[0].device)
+        for total, g in zip(sums, grams):
+            total.index_add_(0, idx, g)
+    device = sums[0].device
+    p_oe = torch.as_tensor(keys[:, 0], device=device)
+    p_gene = torch.as_tensor(keys[:, 1], device=device)
+    n_genes = int(keys[:, 1].max()) + 1
+    w = torch.as_tensor(np.bincount(pair_of_row, minlength=len(keys)), dtype=torch.float32,
+                        device=device)[:, None, None]                    # cells per pair
     out = []
-    for layer in range(4):
-        means = torch.stack([pairs[k][0][layer] / pairs[k][1] for k in keys])   # (P, c, c)
-        w = counts[:, None, None]
-        a = torch.zeros((n_oes, *means.shape[1:]), device=device)
+    for total in sums:
+        means = total / w                                                # (P, c, c)
+        a = means.new_zeros((n_oes, *means.shape[1:]))
         for _ in range(sweeps):
             b = _weighted_group_mean(means - a[p_oe], w, p_gene, n_genes)
             a = _weighted_group_mean(means - b[p_gene], w, p_oe, n_oes)
